@@ -1,0 +1,113 @@
+"""The API key: where it comes from, and how it is kept out of every output."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+CREDENTIAL_NAME = "gemini-api-key"
+_REDACTED = "***"
+
+
+class Secret:
+    """A string that never shows itself in ``str``, ``repr`` or f-strings."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(source={self.source!r}, value={_REDACTED})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self):  # never pickled into a crash dump or a subprocess
+        raise TypeError("Secret cannot be pickled")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_known: set[str] = set()
+
+
+def register(secret: Secret) -> None:
+    """Remember a secret so the logging filter can scrub it from any message."""
+    if secret.reveal():
+        _known.add(secret.reveal())
+
+
+def scrub(text: str) -> str:
+    for value in _known:
+        if value and value in text:
+            text = text.replace(value, _REDACTED)
+    return text
+
+
+class RedactFilter(logging.Filter):
+    """Replaces any registered secret in a record's final message and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _known:
+            return True
+        msg = record.getMessage()
+        clean = scrub(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            import traceback
+
+            text = "".join(traceback.format_exception(*record.exc_info))
+            if scrub(text) != text:
+                record.exc_text = scrub(text)
+                record.exc_info = None
+        return True
+
+
+def load_api_key(api_key_file: str, config_file: str = "") -> Secret | None:
+    """Find the key: environment, then ``live.api_key_file``, then the systemd credential.
+
+    Returns None when there is none (the emulator needs none).  A file that is
+    named but unreadable is a config error naming the file, never the key.
+    """
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return _keep(Secret(value, f"${var}"))
+    if api_key_file:
+        path = Path(api_key_file)
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(config_file or "config", "live.api_key_file",
+                              f"cannot read {path}: {exc.strerror or exc}") from None
+        if not value:
+            raise ConfigError(config_file or "config", "live.api_key_file", f"{path} is empty")
+        return _keep(Secret(value, str(path)))
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        path = Path(cred_dir) / CREDENTIAL_NAME
+        if path.is_file():
+            value = path.read_text(encoding="utf-8").strip()
+            if value:
+                return _keep(Secret(value, f"credential {CREDENTIAL_NAME}"))
+    return None
+
+
+def _keep(secret: Secret) -> Secret:
+    register(secret)
+    return secret
