@@ -1,0 +1,681 @@
+"""A local Live API emulator: the unmodified google-genai SDK connects to it over TLS.
+
+Public API::
+
+    emu = LiveEmulator(scenario=None, host="127.0.0.1", port=0, cert_dir=None, api_key=None,
+                       speed=1.0, record=None)
+    await emu.start()            # or: async with LiveEmulator(...) as emu:
+    emu.base_url                 # "https://127.0.0.1:PORT"  -> HttpOptions(base_url=...)
+    emu.ca_file                  # PEM to trust: ssl.create_default_context(cafile=emu.ca_file)
+    emu.frames                   # deque of Frame(conn, t, kind, data, payload) received (bounded)
+    emu.connections              # list of ConnRecord (setup, resumed, handle, close code, violations...)
+    emu.handshake_rejections     # list of (t, http_status, reason) for refused handshakes
+    emu.sessions                 # dict session_id -> SimSession(id, turns)
+    emu.handles_issued           # every handle sent, in order (the last one is the newest)
+    emu.turns_received           # number of turns the emulator answered (all sessions)
+    await emu.stop()
+
+    # runtime controls (act on the newest open connection, or conn=N)
+    await emu.goaway(time_left=10.0)     await emu.close(code=1000, reason="")
+    await emu.drop()                      await emu.interrupt()
+    await emu.send_tool_call(name, args) -> call id
+    emu.arm(no_setup_complete=True | reject_resume=True | setup_delay=S | close_on_setup=(code, reason))
+        faults for the NEXT connection only (consumed when it arrives)
+    await emu.wait_for(predicate, timeout=10)          -> predicate's truthy value or TimeoutError
+    await emu.wait_frames(kind, n=1, conn=None, timeout=10) -> list[Frame]
+    await emu.wait_connections(n, timeout=10)          -> list[ConnRecord] (setups received)
+
+Frame kinds: setup, activity_start, audio, activity_end, audio_stream_end, video, text,
+client_content, tool_response, unknown, malformed.
+
+Choices (documented, since Google does not publish them): an unknown or refused resumption handle
+closes the socket with 1008 "resumption handle is invalid"; a resume while the session's previous
+socket is still open closes with 1008 "session is still in use by another connection"; a missed
+GoAway deadline closes with 1011.  A wrong key gets HTTP 403 at the handshake; the key is never logged.
+Manual activity detection is enforced: a setup without
+``realtimeInputConfig.automatic_activity_detection.disabled = true`` and audio outside
+activityStart..activityEnd are recorded as ``violations`` of the connection.
+Barge-in: activityStart (or a new text turn) during a reply stops it and sends ``interrupted``
+then ``turnComplete``.  ``LiveEmulatorThread`` runs one in a background thread for synchronous code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import secrets
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from . import speech
+from .certs import ensure_certs
+from .scenario import Scenario, Step
+
+log = logging.getLogger(__name__)
+
+PATH_PREFIX = "/ws/google.ai.generativelanguage."
+PATH_SUFFIX = ".GenerativeService.BidiGenerateContent"
+API_VERSIONS = ("v1", "v1beta", "v1alpha")
+CHUNK_MS = 40
+MAX_FRAMES = 50_000
+INVALID_HANDLE = "resumption handle is invalid"
+
+
+@dataclass
+class Frame:
+    conn: int
+    t: float  # time.monotonic()
+    kind: str
+    data: Any  # the (sub)message as received
+    payload: bytes = b""  # decoded audio / video bytes
+
+
+@dataclass
+class ConnRecord:
+    n: int
+    path: str
+    t_open: float
+    setup: dict[str, Any] | None = None
+    handle: str | None = None  # the resumption handle the client presented
+    resumed: bool = False
+    resume_rejected: bool = False
+    session_id: str | None = None
+    setup_complete_sent: bool = False
+    closed: bool = False
+    t_close: float | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+    closed_by: str = ""  # "client" | "server" | "drop"
+    violations: list[str] = field(default_factory=list)
+    tool_responses: list[dict[str, Any]] = field(default_factory=list)
+    turns: int = 0
+
+
+@dataclass
+class SimSession:
+    id: str
+    turns: int = 0
+    live: _Conn | None = None
+
+
+def _get(d: Any, *names: str) -> Any:
+    if not isinstance(d, dict):
+        return None
+    for n in names:
+        if n in d:
+            return d[n]
+    return None
+
+
+def _b64(data: Any) -> bytes:
+    if not isinstance(data, str):
+        return b""
+    s = data.replace("+", "-").replace("/", "_").rstrip("=")
+    try:
+        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    except ValueError:
+        return b""
+
+
+class _Conn:
+    def __init__(self, ws: ServerConnection, rec: ConnRecord) -> None:
+        self.ws = ws
+        self.rec = rec
+        self.session: SimSession | None = None
+        self.in_turn = False
+        self.reply: asyncio.Task[None] | None = None
+        self.video_since_reply = 0
+        self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.send_lock = asyncio.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self.ws.state is State.OPEN
+
+
+class LiveEmulator:
+    def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
+                 cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
+                 record: str | Path | None = None) -> None:
+        self.scenario = scenario or Scenario()
+        self.host, self.port = host, port
+        self.cert_dir = Path(cert_dir) if cert_dir else None
+        self.api_key = api_key
+        self.speed = speed
+        self.record_path = Path(record) if record else None
+        self.frames: deque[Frame] = deque(maxlen=MAX_FRAMES)
+        self.connections: list[ConnRecord] = []
+        self.handshake_rejections: list[tuple[float, int, str]] = []
+        self.sessions: dict[str, SimSession] = {}
+        self.handles_issued: list[str] = []
+        self.turns_received = 0
+        self.ca_file: Path | None = None
+        self._handles: dict[str, SimSession] = {}
+        self._live: dict[int, _Conn] = {}
+        self._faults: dict[str, Any] = {}
+        self._counter = itertools.count(1)
+        self._calls = itertools.count(1)
+        self._server: Any = None
+        self._tmpdir: Any = None
+        self._record_file: Any = None
+        self._changed: asyncio.Event | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    async def start(self) -> LiveEmulator:
+        if self.cert_dir is None:
+            import tempfile
+
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="edged-sim-")
+            self.cert_dir = Path(self._tmpdir.name)
+        paths = await asyncio.to_thread(ensure_certs, self.cert_dir)
+        self.ca_file = paths.ca_file
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(paths.cert_file, paths.key_file)
+        if self.record_path:
+            self._record_file = await asyncio.to_thread(self._open_record)
+        self._changed = asyncio.Event()
+        self._server = await serve(self._handler, self.host, self.port, ssl=ctx,
+                                   process_request=self._process_request, max_size=16 * 1024 * 1024,
+                                   ping_interval=None)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("emulator listening on %s", self.base_url)
+        return self
+
+    def _open_record(self) -> Any:
+        assert self.record_path is not None
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        return self.record_path.open("a", encoding="utf-8", buffering=1)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+        for c in list(self._live.values()):
+            for t in list(c.tasks):
+                t.cancel()
+        if self._record_file is not None:
+            self._record_file.close()
+            self._record_file = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    async def __aenter__(self) -> LiveEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- recording and waiting -------------------------------------------------------------------
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    def _record(self, conn: int, kind: str, data: Any, payload: bytes = b"") -> Frame:
+        f = Frame(conn, time.monotonic(), kind, data, payload)
+        self.frames.append(f)
+        if self._record_file is not None:
+            try:
+                self._record_file.write(json.dumps({"conn": conn, "t": f.t, "kind": kind, "data": data},
+                                                   default=str) + "\n")
+            except OSError as exc:
+                log.warning("cannot write the record file: %s", exc)
+        self._notify()
+        return f
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("emulator: condition not met in time")
+            assert self._changed is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.1))
+
+    def frames_of(self, kind: str, conn: int | None = None) -> list[Frame]:
+        return [f for f in self.frames if f.kind == kind and (conn is None or f.conn == conn)]
+
+    async def wait_frames(self, kind: str, n: int = 1, conn: int | None = None,
+                          timeout: float = 10.0) -> list[Frame]:
+        def have() -> list[Frame] | None:
+            fs = self.frames_of(kind, conn)
+            return fs if len(fs) >= n else None
+
+        return await self.wait_for(have, timeout)
+
+    async def wait_connections(self, n: int, timeout: float = 10.0) -> list[ConnRecord]:
+        return await self.wait_for(
+            lambda: [c for c in self.connections if c.setup is not None]
+            if sum(c.setup is not None for c in self.connections) >= n else None, timeout)
+
+    # ---- controls ----------------------------------------------------------------------------------
+    def arm(self, **faults: Any) -> None:
+        """Faults for the next connection: no_setup_complete, reject_resume, setup_delay, close_on_setup."""
+        known = {"no_setup_complete", "reject_resume", "setup_delay", "close_on_setup"}
+        bad = set(faults) - known
+        if bad:
+            raise ValueError(f"unknown fault(s) {sorted(bad)}; known: {sorted(known)}")
+        self._faults.update(faults)
+
+    def current(self, conn: int | None = None) -> _Conn | None:
+        if conn is not None:
+            return self._live.get(conn)
+        live = [c for c in self._live.values() if c.open]
+        return live[-1] if live else None
+
+    async def goaway(self, time_left: float = 10.0, conn: int | None = None) -> None:
+        c = self.current(conn)
+        if c is not None:
+            await self._goaway(c, time_left)
+
+    async def close(self, code: int = 1000, reason: str = "", conn: int | None = None) -> None:
+        c = self.current(conn)
+        if c is not None:
+            c.rec.closed_by = "server"
+            await c.ws.close(code, reason)
+
+    async def drop(self, conn: int | None = None) -> None:
+        c = self.current(conn)
+        if c is not None:
+            c.rec.closed_by = "drop"
+            c.ws.transport.abort()
+
+    async def interrupt(self, conn: int | None = None) -> None:
+        c = self.current(conn)
+        if c is not None:
+            await self._interrupt(c)
+
+    async def send_tool_call(self, name: str, args: dict[str, Any] | None = None,
+                             conn: int | None = None) -> str:
+        c = self.current(conn)
+        if c is None:
+            raise ConnectionError("emulator: no open connection")
+        call_id = f"call-{next(self._calls)}"
+        await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args or {}}]}})
+        return call_id
+
+    async def send_raw(self, message: dict[str, Any] | str, conn: int | None = None) -> None:
+        c = self.current(conn)
+        if c is not None:
+            await self._send(c, message)
+
+    # ---- the connection ----------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Any) -> Any:
+        path = "/" + request.path.split("?")[0].lstrip("/")
+        ok_path = (path.startswith(PATH_PREFIX) and path.endswith(PATH_SUFFIX)
+                   and path[len(PATH_PREFIX):-len(PATH_SUFFIX)] in API_VERSIONS)
+        if not ok_path:
+            self.handshake_rejections.append((time.monotonic(), 404, "unknown path"))
+            self._notify()
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
+        if self.api_key is not None and request.headers.get("x-goog-api-key") != self.api_key:
+            self.handshake_rejections.append((time.monotonic(), 403, "API key not valid"))
+            log.info("handshake refused: API key not valid")
+            self._notify()
+            return connection.respond(HTTPStatus.FORBIDDEN, "API key not valid. Please pass a valid API key.\n")
+        return None
+
+    async def _send(self, c: _Conn, message: dict[str, Any] | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        async with c.send_lock:
+            await c.ws.send(text)
+
+    def _issue_handle(self, session: SimSession) -> str:
+        h = secrets.token_urlsafe(24)
+        self._handles[h] = session
+        self.handles_issued.append(h)
+        return h
+
+    async def _send_handle(self, c: _Conn) -> None:
+        assert c.session is not None
+        await self._send(c, {"sessionResumptionUpdate": {"newHandle": self._issue_handle(c.session),
+                                                         "resumable": True}})
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        n = next(self._counter)
+        rec = ConnRecord(n=n, path=ws.request.path if ws.request else "", t_open=time.monotonic())
+        c = _Conn(ws, rec)
+        self.connections.append(rec)
+        self._live[n] = c
+        faults, self._faults = self._faults, {}
+        self._notify()
+        try:
+            await self._serve(c, faults)
+        except ConnectionClosed:
+            pass
+        finally:
+            for t in list(c.tasks):
+                t.cancel()
+            if c.session is not None and c.session.live is c:
+                c.session.live = None
+            rec.closed = True
+            rec.t_close = time.monotonic()
+            if rec.closed_by == "server":
+                close = ws.protocol.close_sent
+            elif rec.closed_by == "drop":
+                close = None
+            else:
+                rec.closed_by = "client" if ws.protocol.close_rcvd is not None else "drop"
+                close = ws.protocol.close_rcvd
+            rec.close_code = close.code if close else 1006
+            rec.close_reason = close.reason if close else ""
+            self._live.pop(n, None)
+            self._notify()
+
+    async def _reject(self, c: _Conn, code: int, reason: str) -> None:
+        c.rec.closed_by = "server"
+        await c.ws.close(code, reason)
+
+    async def _serve(self, c: _Conn, faults: dict[str, Any]) -> None:
+        rec = c.rec
+        raw = await c.ws.recv()
+        try:
+            msg = json.loads(raw)
+        except (ValueError, TypeError):
+            msg = None
+        setup = _get(msg, "setup")
+        if not isinstance(setup, dict):
+            self._record(rec.n, "malformed", raw if isinstance(raw, str) else repr(raw))
+            return await self._reject(c, 1007, "the first message must be setup")
+        rec.setup = setup
+        self._record(rec.n, "setup", setup)
+        aad = _get(_get(setup, "realtimeInputConfig", "realtime_input_config"),
+                   "automaticActivityDetection", "automatic_activity_detection")
+        if _get(aad, "disabled") is not True:
+            rec.violations.append("setup does not disable automatic activity detection")
+        if faults.get("close_on_setup"):
+            code, reason = faults["close_on_setup"]
+            return await self._reject(c, code, reason)
+        handle = _get(_get(setup, "sessionResumption", "session_resumption"), "handle")
+        if handle:
+            rec.handle = handle
+            session = self._handles.get(handle)
+            if session is None or faults.get("reject_resume"):
+                rec.resume_rejected = True
+                self._notify()
+                return await self._reject(c, 1008, INVALID_HANDLE)
+            if session.live is not None and session.live.open:
+                rec.resume_rejected = True
+                self._notify()
+                return await self._reject(c, 1008, "session is still in use by another connection")
+            rec.resumed = True
+        else:
+            session = SimSession(id=f"sim-{secrets.token_hex(6)}")
+            self.sessions[session.id] = session
+        c.session = session
+        session.live = c
+        rec.session_id = session.id
+        self._notify()
+        if faults.get("no_setup_complete"):
+            async for raw in c.ws:  # never answer: the client must time out
+                self._record(rec.n, "unknown", raw if isinstance(raw, str) else repr(raw))
+            return
+        if faults.get("setup_delay"):
+            await asyncio.sleep(float(faults["setup_delay"]))
+        await self._send(c, {"setupComplete": {"sessionId": session.id}})
+        rec.setup_complete_sent = True
+        self._notify()
+        await self._send_handle(c)
+        async for raw in c.ws:
+            await self._on_message(c, raw)
+
+    async def _on_message(self, c: _Conn, raw: str | bytes) -> None:
+        n = c.rec.n
+        try:
+            msg = json.loads(raw)
+        except (ValueError, TypeError):
+            self._record(n, "malformed", raw if isinstance(raw, str) else repr(raw))
+            c.rec.violations.append("a client frame is not JSON")
+            return
+        rt = _get(msg, "realtime_input", "realtimeInput")
+        cc = _get(msg, "client_content", "clientContent")
+        tr = _get(msg, "tool_response", "toolResponse")
+        if isinstance(rt, dict):
+            await self._on_realtime(c, rt)
+        elif isinstance(cc, dict):
+            self._record(n, "client_content", cc)
+            if _get(cc, "turn_complete", "turnComplete"):
+                await self._end_turn(c)
+        elif isinstance(tr, dict):
+            responses = _get(tr, "function_responses", "functionResponses") or []
+            self._record(n, "tool_response", tr)
+            for r in responses if isinstance(responses, list) else []:
+                c.rec.tool_responses.append(r)
+                fut = c.tool_waits.pop(str(_get(r, "id")), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(r)
+        else:
+            self._record(n, "unknown", msg)
+
+    async def _on_realtime(self, c: _Conn, rt: dict[str, Any]) -> None:
+        n = c.rec.n
+        if _get(rt, "activity_start", "activityStart") is not None:
+            self._record(n, "activity_start", rt)
+            if c.in_turn:
+                c.rec.violations.append("activityStart while a turn is open")
+            if c.reply is not None and not c.reply.done():
+                await self._interrupt(c)  # barge-in
+            c.in_turn = True
+        blobs = []
+        for key, kind in (("audio", "audio"), ("video", "video")):
+            b = _get(rt, key)
+            if isinstance(b, dict):
+                blobs.append((kind, b))
+        for b in _get(rt, "media_chunks", "mediaChunks") or []:
+            mime = str(_get(b, "mime_type", "mimeType") or "")
+            blobs.append(("video" if mime.startswith("image/") else "audio", b))
+        for kind, b in blobs:
+            payload = _b64(_get(b, "data"))
+            self._record(n, kind, {"mime_type": _get(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
+            if kind == "audio" and not c.in_turn:
+                c.rec.violations.append("audio outside activityStart..activityEnd")
+            if kind == "video":
+                c.video_since_reply += 1
+                self._notify()
+        text = _get(rt, "text")
+        if isinstance(text, str):
+            self._record(n, "text", {"text": text})
+        if _get(rt, "audio_stream_end", "audioStreamEnd") is not None:
+            self._record(n, "audio_stream_end", rt)
+        if _get(rt, "activity_end", "activityEnd") is not None:
+            self._record(n, "activity_end", rt)
+            if not c.in_turn:
+                c.rec.violations.append("activityEnd without activityStart")
+            c.in_turn = False
+            await self._end_turn(c)
+
+    async def _end_turn(self, c: _Conn) -> None:
+        if c.reply is not None and not c.reply.done():
+            await self._interrupt(c)
+        assert c.session is not None
+        steps = self.scenario.reply(c.session.turns)
+        c.session.turns += 1
+        c.rec.turns += 1
+        self.turns_received += 1
+        c.video_since_reply = 0
+        c.reply = self._spawn(c, self._reply(c, steps))
+        self._notify()
+
+    def _spawn(self, c: _Conn, coro: Any) -> asyncio.Task[Any]:
+        t = asyncio.get_running_loop().create_task(coro)
+        c.tasks.add(t)
+        t.add_done_callback(c.tasks.discard)
+        return t
+
+    async def _interrupt(self, c: _Conn) -> None:
+        if c.reply is not None and not c.reply.done():
+            c.reply.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await c.reply
+        if c.open:
+            await self._send(c, {"serverContent": {"interrupted": True}})
+            await self._send(c, {"serverContent": {"turnComplete": True}})
+
+    async def _goaway(self, c: _Conn, time_left: float) -> None:
+        await self._send(c, {"goAway": {"timeLeft": f"{time_left:g}s"}})
+
+        async def deadline() -> None:
+            await asyncio.sleep(time_left)
+            if c.open:
+                c.rec.closed_by = "server"
+                await c.ws.close(1011, "GoAway deadline passed")
+
+        self._spawn(c, deadline())
+
+    async def _send_audio(self, c: _Conn, pcm: bytes) -> None:
+        step = 24000 * 2 * CHUNK_MS // 1000
+        start = time.monotonic()
+        for i in range(0, len(pcm), step):
+            chunk = pcm[i:i + step]
+            await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
+                "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}})
+            if self.speed > 0:
+                due = start + (i + len(chunk)) / 48000 / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+    async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
+        try:
+            for s in steps:
+                if not await self._step(c, s):
+                    return
+            await self._send(c, {"serverContent": {"generationComplete": True}})
+            await self._send_handle(c)
+            await self._send(c, {"serverContent": {"turnComplete": True},
+                                 "usageMetadata": {"promptTokenCount": 10, "responseTokenCount": 20,
+                                                   "totalTokenCount": 30}})
+        except ConnectionClosed:
+            pass
+
+    async def _step(self, c: _Conn, s: Step) -> bool:
+        """Run one step; False when the connection ended."""
+        a = s.args
+        if s.kind == "say":
+            cache = self.cert_dir / "tts" if self.cert_dir else None
+            await self._send_audio(c, await speech.say(a["text"], a.get("voice", "en-us"), cache))
+        elif s.kind == "tone":
+            await self._send_audio(c, speech.tone(a["hz"], a["ms"]))
+        elif s.kind in ("input_transcript", "output_transcript"):
+            key = "inputTranscription" if s.kind == "input_transcript" else "outputTranscription"
+            await self._send(c, {"serverContent": {key: {"text": a["text"]}}})
+        elif s.kind == "tool_call":
+            call_id = f"call-{next(self._calls)}"
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            c.tool_waits[call_id] = fut
+            await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"],
+                                                                 "args": a["args"]}]}})
+            try:
+                await asyncio.wait_for(fut, a["timeout"])
+            except TimeoutError:
+                c.tool_waits.pop(call_id, None)
+                c.rec.violations.append(f"no toolResponse for {call_id} ({a['name']})")
+        elif s.kind == "await_video":
+            with contextlib.suppress(TimeoutError):
+                await self.wait_for(lambda: c.video_since_reply >= a["frames"], a["timeout"])
+        elif s.kind == "goaway":
+            await self._goaway(c, a["time_left"])
+        elif s.kind == "close":
+            c.rec.closed_by = "server"
+            await c.ws.close(a["code"], a["reason"])
+            return False
+        elif s.kind == "drop":
+            c.rec.closed_by = "drop"
+            c.ws.transport.abort()
+            return False
+        elif s.kind == "malformed":
+            await self._send(c, "this is not JSON {" if a["form"] == "text" else {"bogusKey": {"x": 1}})
+        elif s.kind == "sleep":
+            await asyncio.sleep(a["s"])
+        elif s.kind == "interrupted":
+            await self._send(c, {"serverContent": {"interrupted": True}})
+        return c.open
+
+
+class LiveEmulatorThread:
+    """Runs a LiveEmulator on its own event loop in a background thread (for synchronous code).
+
+    ``with LiveEmulatorThread(scenario=..., speed=...) as t:`` then ``t.base_url``, ``t.ca_file``,
+    ``t.emu`` (read its records), and ``t.call(t.emu.goaway, 5)`` to run a control coroutine.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.emu = LiveEmulator(**kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LiveEmulatorThread:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.emu.start())
+            except BaseException as exc:  # reported to the starting thread
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.emu.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="edged-sim", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise errors[0]
+        return self
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result(timeout)
+
+    @property
+    def base_url(self) -> str:
+        return self.emu.base_url
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.emu.ca_file
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._loop = None
+
+    def __enter__(self) -> LiveEmulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
