@@ -246,7 +246,7 @@ class LiveEmulator:
         self._notify()
         return f
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()
@@ -263,14 +263,14 @@ class LiveEmulator:
         return [f for f in self.frames if f.kind == kind and (conn is None or f.conn == conn)]
 
     async def wait_frames(self, kind: str, n: int = 1, conn: int | None = None,
-                          timeout: float = 10.0) -> list[Frame]:
+                          timeout: float = 10.0) -> list[Frame]:  # noqa: ASYNC109
         def have() -> list[Frame] | None:
             fs = self.frames_of(kind, conn)
             return fs if len(fs) >= n else None
 
         return await self.wait_for(have, timeout)
 
-    async def wait_connections(self, n: int, timeout: float = 10.0) -> list[ConnRecord]:
+    async def wait_connections(self, n: int, timeout: float = 10.0) -> list[ConnRecord]:  # noqa: ASYNC109
         return await self.wait_for(
             lambda: [c for c in self.connections if c.setup is not None]
             if sum(c.setup is not None for c in self.connections) >= n else None, timeout)
