@@ -46,9 +46,10 @@ from google.genai import types
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..config import LiveConfig
-from ..secrets import Secret
+from ..secrets import Secret, register
 from .backoff import Backoff
 from .resumption import Handle, HandleStore
+from .wslog import ws_logger
 
 log = logging.getLogger(__name__)
 
@@ -294,9 +295,12 @@ class LiveSession:
     # ---- the supervisor ----------------------------------------------------------------------------
     def _client(self) -> genai.Client:
         args: dict[str, Any] = {"max_size": MAX_SIZE, "ping_timeout": self.cfg.ping_timeout_s,
-                                "ping_interval": self.cfg.ping_interval_s or None}
+                                "ping_interval": self.cfg.ping_interval_s or None,
+                                "logger": ws_logger("edged.live.websockets")}
         if self.cfg.ca_file:
             args["ssl"] = ssl.create_default_context(cafile=self.cfg.ca_file)
+        if self._api_key is not None:
+            register(self._api_key)  # the log filters scrub it wherever it might appear
         key = self._api_key.reveal() if self._api_key is not None else PLACEHOLDER_KEY
         return genai.Client(api_key=key, http_options=types.HttpOptions(
             base_url=self.cfg.base_url or None, api_version=self.cfg.api_version, async_client_args=args))
@@ -388,7 +392,7 @@ class LiveSession:
                         delay = 0.0
                     elif f.kind == "auth":
                         self._stats["auth_failures"] += 1
-                        log.error("the Live API refused the credentials (%s): retrying in %.0f s",
+                        log.error("the Live API refused the credentials (%s): retrying in %.1f s",
                                   f.detail, self.cfg.auth_retry_s)
                         self._emit("auth_failed", f.detail)
                         delay = self.cfg.auth_retry_s

@@ -62,6 +62,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from ..live.wslog import ws_logger
 from . import speech
 from .certs import ensure_certs
 from .scenario import Scenario, Step
@@ -196,7 +197,7 @@ class LiveEmulator:
         self._changed = asyncio.Event()
         self._server = await serve(self._handler, self.host, self.port, ssl=ctx,
                                    process_request=self._process_request, max_size=16 * 1024 * 1024,
-                                   ping_interval=None)
+                                   ping_interval=None, logger=ws_logger("edged.sim.websockets"))
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("emulator listening on %s", self.base_url)
         return self

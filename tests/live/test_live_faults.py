@@ -1,0 +1,184 @@
+"""Faults: server closes, drops, malformed frames, missing setupComplete, refused handles, auth."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from edged.secrets import Secret, register
+from edged.sim import Scenario
+
+from .conftest import live_cfg, until
+
+
+async def _turn(s, h, n_before: int, audio: bytes = b"\x02\x01" * 1600) -> None:
+    await s.activity_start()
+    await s.send_audio(audio)
+    await s.activity_end()
+    await until(lambda: h.count("turn_complete") > n_before, what="turn complete")
+
+
+@pytest.mark.parametrize("code", [1000, 1011, 1001])
+async def test_server_close_resumes_with_newest_handle(emu, runner, code):
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await _turn(s, h, 0)
+    newest = emu.handles_issued[-1]
+    await emu.close(code, "bye")
+    conns = await emu.wait_connections(2)
+    assert conns[1].handle == newest and conns[1].resumed
+    await until(lambda: s.status()["resumes"] == 1 and s.connected, what="resumed")
+    st = s.status()
+    assert st["last_close_code"] == code and st["last_close_reason"] == "bye" and st["reconnects"] == 1
+    assert "disconnected" in h.states() and h.states()[-1] == "resumed"
+    await _turn(s, h, 1)
+    assert emu.sessions[conns[0].session_id].turns == 2  # the same session continued
+
+
+async def test_tcp_drop_1006_resumes(emu, runner):
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await emu.drop()
+    conns = await emu.wait_connections(2)
+    assert conns[1].resumed
+    await until(lambda: s.status()["last_close_code"] == 1006, what="1006 seen")
+
+
+async def test_1007_drops_handle_and_starts_fresh(emu, runner, tmp_path):
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await until(lambda: (tmp_path / "state" / "live_handle.json").exists(), what="handle")
+    await emu.close(1007, "context exhausted")
+    conns = await emu.wait_connections(2)
+    assert conns[1].handle is None and not conns[1].resumed
+    assert conns[1].session_id != conns[0].session_id
+    await until(lambda: s.status()["fresh_starts"] == 2, what="second fresh start")
+
+
+async def test_1008_auth_failure_retries_slowly(emu, runner):
+    s, h = runner.start(live_cfg(emu, auth_retry_s=1.5))
+    assert await s.wait_connected(15)
+    emu.arm(close_on_setup=(1008, "API key not valid"))
+    await emu.close(1008, "API key not valid")
+    await until(lambda: "auth_failed" in h.states(), what="auth_failed reported")
+    n = len(emu.connections)
+    await until(lambda: s.connected and len(emu.connections) > n, timeout=20, what="retry after auth_retry_s")
+    # after the 1008 close: one immediate resume attempt refused at setup (1008), then one retry
+    # 1.5 s later (not a hot loop of backoff_initial_s = 0.05 s)
+    assert s.status()["auth_failures"] >= 1
+    assert len(emu.connections) <= 3
+    gap = emu.connections[-1].t_open - emu.connections[-2].t_open
+    assert gap >= 1.0
+
+
+async def test_http_403_is_auth_failure_and_key_never_logged(cert_dir, runner, caplog, capsys):
+    from edged.sim import LiveEmulator
+
+    key = "AIzaTEST-secret-key-0123456789"
+    secret = Secret(key, "test")
+    register(secret)
+    caplog.set_level(logging.DEBUG)
+    async with LiveEmulator(Scenario(), cert_dir=cert_dir, api_key="the-right-key", speed=20) as emu:
+        s, h = runner.start(live_cfg(emu, auth_retry_s=0.5), api_key=secret)
+        await until(lambda: h.states().count("auth_failed") >= 2, timeout=20, what="two auth failures")
+        assert not s.connected
+        assert [r[1] for r in emu.handshake_rejections][:2] == [403, 403]
+        t = [r[0] for r in emu.handshake_rejections]
+        assert all(b - a >= 0.4 for a, b in zip(t, t[1:], strict=False))  # slow, not a hot loop
+        assert "403" in s.status()["last_error"]
+        await s.stop()
+    out = capsys.readouterr()
+    text = caplog.text + out.out + out.err + repr(s.status()) + repr(h.events)
+    assert key not in text
+
+
+async def test_correct_key_is_accepted(cert_dir, runner):
+    from edged.sim import LiveEmulator
+
+    async with LiveEmulator(Scenario(), cert_dir=cert_dir, api_key="k-123", speed=20) as emu:
+        s, h = runner.start(live_cfg(emu), api_key=Secret("k-123", "test"))
+        assert await s.wait_connected(15)
+        assert emu.handshake_rejections == []
+        await s.stop()
+
+
+async def test_no_setup_complete_times_out_and_retries(emu, runner):
+    emu.arm(no_setup_complete=True)
+    s, h = runner.start(live_cfg(emu, connect_timeout_s=0.5))
+    assert await s.wait_connected(15)
+    assert len(emu.connections) == 2 and not emu.connections[0].setup_complete_sent
+    assert "setupComplete" in s.status()["last_error"]
+
+
+async def test_slow_setup_within_timeout_is_fine(emu, runner):
+    emu.arm(setup_delay=0.5)
+    s, h = runner.start(live_cfg(emu, connect_timeout_s=5))
+    assert await s.wait_connected(15)
+    assert len(emu.connections) == 1
+
+
+async def test_rejected_handle_falls_back_once_to_fresh(emu, runner, tmp_path):
+    from edged.live.resumption import HandleStore
+
+    HandleStore(tmp_path / "state" / "live_handle.json", 7200).save("no-such-handle")
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    c = emu.connections
+    assert c[0].handle == "no-such-handle" and c[0].resume_rejected and c[0].close_code == 1008
+    assert c[1].handle is None and c[1].setup_complete_sent
+    assert s.status()["resume_fallbacks"] == 1 and s.status()["fresh_starts"] == 1
+
+
+async def test_refused_resume_then_fresh_fails_too_uses_backoff_not_loop(emu, runner, tmp_path):
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await until(lambda: (tmp_path / "state" / "live_handle.json").exists(), what="handle")
+    emu.arm(reject_resume=True)
+    await emu.close(1011, "internal")
+    await until(lambda: s.status()["resume_fallbacks"] == 1 and s.connected, what="fallback")
+    assert [c.resumed for c in emu.connections] == [False, False, False]
+    assert emu.connections[1].resume_rejected and emu.connections[2].handle is None
+
+
+@pytest.mark.parametrize("form", ["text", "unknown_keys"])
+async def test_malformed_frame_reconnects_and_replays_turn(emu, runner, form):
+    emu.scenario = Scenario([[{"tone": {"ms": 80}}, {"malformed": form}], [{"tone": {"ms": 200}}]])
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await s.activity_start()
+    await s.send_audio(b"\x05\x00" * 3200)
+    await s.activity_end()
+    conns = await emu.wait_connections(2)
+    assert conns[1].resumed
+    await until(lambda: h.count("turn_complete") >= 1, what="the replayed turn answered")
+    # the turn was replayed whole on the new connection; the partial reply was flushed first
+    replay = emu.frames_of("audio", conn=conns[1].n)
+    assert b"".join(f.payload for f in replay) == b"\x05\x00" * 3200
+    assert len(emu.frames_of("activity_end", conn=conns[1].n)) == 1
+    assert h.count("interrupted") == 1 and s.status()["turns_replayed"] == 1
+
+
+async def test_slow_reply_is_waited_for(emu, runner):
+    emu.scenario = Scenario([[{"sleep": 1.0}, {"tone": {"ms": 100}}]])
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await s.send_text("slow")
+    await until(lambda: h.count("turn_complete") >= 1, what="slow reply")
+    assert len(emu.connections) == 1 and len(h.audio) == 4800
+
+
+async def test_drop_mid_turn_while_speaking_replays_after_reconnect(emu, runner):
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await s.activity_start()
+    await s.send_audio(b"\x01\x02" * 1000)
+    await emu.drop()
+    await until(lambda: not s.connected, what="disconnected")
+    await s.send_audio(b"\x03\x04" * 1000)  # buffered while disconnected
+    await s.activity_end()
+    conns = await emu.wait_connections(2)
+    await until(lambda: h.count("turn_complete") >= 1, what="turn answered after reconnect")
+    got = b"".join(f.payload for f in emu.frames_of("audio", conn=conns[1].n))
+    assert got == b"\x01\x02" * 1000 + b"\x03\x04" * 1000
+    assert emu.connections[1].violations == []
