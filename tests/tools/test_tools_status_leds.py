@@ -1,0 +1,124 @@
+"""StatusLights: every state's pattern on mock pins, for LED, PWM LED and RGB LED; transitions."""
+
+from __future__ import annotations
+
+import pytest
+from gpiozero import LED, PWMLED, RGBLED
+
+from edged.state import State
+from edged.status_leds import StatusLights
+
+from .conftest import wait_for
+
+
+def changes(pin, n: int) -> bool:
+    return wait_for(lambda: len(pin.states) >= n)
+
+
+def is_blinking(dev) -> bool:
+    t = getattr(dev, "_blink_thread", None)
+    return t is not None and t.is_alive()
+
+
+@pytest.fixture
+def led(factory):
+    d = LED(20, pin_factory=factory)
+    yield d
+    d.close()
+
+
+def test_plain_led_patterns(led, factory):
+    pin = factory.pin(20)
+    s = StatusLights(led)
+    s.show(State.LISTENING)
+    assert pin.state == 1 and s.current == State.LISTENING and not is_blinking(led)
+    s.show(State.IDLE)
+    assert pin.state == 0
+    for state in (State.THINKING, State.SPEAKING, State.MUTED):
+        pin.clear_states()
+        s.show(state)
+        assert is_blinking(led)
+        assert changes(pin, 3)  # it toggles by itself
+    s.show(State.ERROR)
+    assert not is_blinking(led)  # gpiozero's blink stopped, our double blink runs
+    pin.clear_states()
+    assert changes(pin, 5)  # on, off, on, (long) off ...
+    s.show(State.IDLE)  # an error is never sticky
+    assert pin.state == 0
+    n = len(pin.states)
+    s.show(State.IDLE)
+    assert len(pin.states) == n and s.current == State.IDLE  # showing it again changes nothing
+    s.close()
+
+
+def test_error_double_blink_timing_shape(led, factory):
+    pin = factory.pin(20)
+    s = StatusLights(led)
+    s.show(State.ERROR)
+    pin.clear_states()
+    assert changes(pin, 6)
+    s.show(State.STOPPING)
+    assert pin.state == 0
+    # the pattern: two short flashes then a long pause (ratios only, no absolute timing)
+    on_off = [st.timestamp for st in pin.states[1:6]]
+    assert max(on_off) > min(on_off)
+
+
+def test_pwm_led_levels_and_breathing(factory):
+    d = PWMLED(21, pin_factory=factory)
+    s = StatusLights(d)
+    assert s.kind == "pwm"
+    s.show(State.IDLE)
+    assert factory.pin(21).state == pytest.approx(0.05)
+    s.show(State.LISTENING)
+    assert factory.pin(21).state == 1
+    s.show(State.THINKING)
+    assert is_blinking(d)
+    assert wait_for(lambda: 0 < factory.pin(21).state < 1)  # intermediate levels: breathing
+    s.show(State.ERROR)
+    factory.pin(21).clear_states()
+    assert changes(factory.pin(21), 4)
+    s.show(State.LISTENING)
+    assert factory.pin(21).state == 1 and not is_blinking(d)
+    d.close()
+
+
+RGB_EXPECTED = {
+    State.IDLE: (0, 0, 0.08), State.LISTENING: (0, 1, 1), State.SPEAKING: (0, 1, 0), State.MUTED: (1, 0, 0),
+    State.STOPPING: (0, 0, 0),
+}
+
+
+def test_rgb_led_colours(factory):
+    d = RGBLED(5, 6, 13, pin_factory=factory)
+    s = StatusLights(d)
+    assert s.kind == "rgb"
+    for state, colour in RGB_EXPECTED.items():
+        s.show(state)
+        assert [factory.pin(p).state for p in (5, 6, 13)] == pytest.approx(list(colour)), state
+        assert not is_blinking(d)
+    s.show(State.THINKING)  # purple breathing: red at half of blue, green dark
+    assert is_blinking(d)
+    assert wait_for(lambda: 0 < factory.pin(13).state < 1)
+    assert factory.pin(6).state == 0
+    s.show(State.ERROR)  # red blink
+    factory.pin(5).clear_states()
+    assert changes(factory.pin(5), 3)
+    assert factory.pin(6).state == 0 and factory.pin(13).state == 0
+    s.show(State.LISTENING)  # back to a steady colour after the error
+    assert [factory.pin(p).state for p in (5, 6, 13)] == pytest.approx([0, 1, 1]) and not is_blinking(d)
+    d.close()
+
+
+def test_no_device_is_a_no_op():
+    s = StatusLights(None)
+    s.show(State.ERROR)
+    assert s.current == State.ERROR and s.kind == "none"
+    s.close()
+
+
+def test_closed_device_does_not_raise(led):
+    s = StatusLights(led)
+    led.close()
+    s.show(State.LISTENING)
+    assert s.current == State.LISTENING and s.error and "Closed" in s.error
