@@ -100,6 +100,7 @@ class _Link:
         self.why = ""
         self.messages = 0
         self.goaway_deadline: float | None = None
+        self.goaway_timer: asyncio.TimerHandle | None = None
         self.reply_audio = False  # reply audio arrived for the open turn
 
 
@@ -528,17 +529,17 @@ class LiveSession:
                 log.info("dropping %d tool responses meant for the previous session", len(responses))
 
     async def _wait_link(self, link: _Link) -> None:
-        while not link.ended.is_set():
-            timeout = None
-            if link.goaway_deadline is not None:
-                timeout = max(0.0, link.goaway_deadline - time.monotonic())
-            try:
-                async with asyncio.timeout(timeout):
-                    await link.ended.wait()
-            except TimeoutError:
-                log.warning("GoAway deadline near with a turn in progress: reconnecting now (the turn is replayed)")
-                link.why = "goaway"
-                link.ended.set()
+        try:
+            await link.ended.wait()
+        finally:
+            if link.goaway_timer is not None:
+                link.goaway_timer.cancel()
+
+    def _goaway_deadline(self, link: _Link) -> None:
+        if not link.ended.is_set():
+            log.warning("GoAway deadline near with a turn in progress: reconnecting now (the turn is replayed)")
+            link.why = "goaway"
+            link.ended.set()
 
     # ---- receiving ---------------------------------------------------------------------------------
     def _safe(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -609,6 +610,9 @@ class LiveSession:
             self._stats["goaways"] += 1
             margin = min(max(0.5, left * 0.2), 5.0)
             link.goaway_deadline = time.monotonic() + max(0.0, left - margin)
+            if link.goaway_timer is None:
+                link.goaway_timer = asyncio.get_running_loop().call_later(
+                    max(0.0, left - margin), self._goaway_deadline, link)
             log.info("GoAway: %.1f s left; resuming %s", left,
                      "now" if self._turn is None else "after the current turn")
             self._maybe_goaway_now(link)

@@ -173,8 +173,10 @@ async def test_drop_mid_turn_while_speaking_replays_after_reconnect(emu, runner)
     assert await s.wait_connected(15)
     await s.activity_start()
     await s.send_audio(b"\x01\x02" * 1000)
+    emu.arm(setup_delay=1.0)  # keeps the session disconnected for a while
     await emu.drop()
-    await until(lambda: not s.connected, what="disconnected")
+    await until(lambda: s.status()["last_close_code"] == 1006, what="disconnected")
+    assert not s.connected
     await s.send_audio(b"\x03\x04" * 1000)  # buffered while disconnected
     await s.activity_end()
     conns = await emu.wait_connections(2)
