@@ -135,7 +135,7 @@ async def test_cli_prints_one_line_and_stops_on_sigterm(tmp_path):
         line = (await asyncio.wait_for(p.stdout.readline(), 30)).decode()
         assert line.startswith("edged-sim listening base_url=https://127.0.0.1:")
         fields = dict(kv.split("=", 1) for kv in line.split()[2:])
-        assert os.path.isfile(fields["ca_file"])
+        assert "BEGIN CERTIFICATE" in await asyncio.to_thread(Path(fields["ca_file"]).read_text)
         async with _client(fields["base_url"], Path(fields["ca_file"])).aio.live.connect(model="m") as s:
             assert s.session_id
         p.send_signal(signal.SIGTERM)
