@@ -1,0 +1,127 @@
+"""The daemon's side of the control protocol (docs/CONTROL.md): one method per command.
+
+Requests are ``{"cmd": NAME, ...}``; the server answers ``{"ok": true, "result": ...}`` with
+what a method returns, or ``{"ok": false, "error": MESSAGE, "kind": ...}`` from what it
+raises (CommandError, ConfigError, LookupError); the server turns anything else into a
+"failed" answer and logs it, so no command can take the daemon down.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import config
+from .errors import ConfigError, EdgedError, ToolError
+from .service.control import CommandError
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+
+class ControlApi:
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    async def handle(self, req: dict[str, Any]) -> Any:
+        """The ControlServer's handler: returns the result, raises CommandError / ConfigError."""
+        cmd = req.get("cmd")
+        method = getattr(self, "cmd_" + str(cmd).replace(".", "_").replace("-", "_"), None)
+        if method is None:
+            raise CommandError(f"unknown command {cmd!r}", "usage")
+        try:
+            return await method(req)
+        except ToolError as exc:  # a bad device name or value
+            raise CommandError(str(exc), "usage") from None
+        except (ConfigError, CommandError, LookupError):
+            raise
+        except EdgedError as exc:
+            raise CommandError(str(exc), "failed") from None
+
+    @staticmethod
+    def _arg(req: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+        if name not in req:
+            raise CommandError(f"missing argument {name!r}", "usage")
+        value = req[name]
+        if not isinstance(value, kind):
+            raise CommandError(f"argument {name!r} has the wrong type", "usage")
+        return value
+
+    # ---- commands -----------------------------------------------------------------------------
+    async def cmd_status(self, req: dict[str, Any]) -> Any:
+        return self._d.status()
+
+    async def cmd_config_show(self, req: dict[str, Any]) -> Any:
+        return {"path": self._d.cfg.path, "config": self._d.cfg.model_dump(), "toml": self._d.cfg.to_toml()}
+
+    async def cmd_config_get(self, req: dict[str, Any]) -> Any:
+        key = self._arg(req, "key")
+        return {"key": key, "value": config.get_key(self._d.cfg, key)}
+
+    async def cmd_config_set(self, req: dict[str, Any]) -> Any:
+        key = self._arg(req, "key")
+        raw = self._arg(req, "value", (str, int, float, bool, list))
+        value = config.coerce_value(raw) if isinstance(raw, str) else raw
+        new = config.with_value(self._d.cfg, key, value)  # validates the whole config
+        if not self._d.cfg.path:
+            raise EdgedError("the daemon was started without a config file to write")
+        await self._d.reload(new)  # refused (and nothing written) if it cannot be applied
+        config.save(new, self._d.cfg.path)
+        return {"key": key, "value": config.get_key(new, key), "written": self._d.cfg.path}
+
+    async def cmd_config_validate(self, req: dict[str, Any]) -> Any:
+        path = req.get("path") or self._d.cfg.path
+        cfg = config.load(path)
+        return {"path": cfg.path, "valid": True}
+
+    async def cmd_reload(self, req: dict[str, Any]) -> Any:
+        await self._d.reload()
+        return {"path": self._d.cfg.path, "state": self._d.state.value}
+
+    async def cmd_gpio_list(self, req: dict[str, Any]) -> Any:
+        return self._d.gpio.states() if self._d.gpio else {}
+
+    async def cmd_gpio_set(self, req: dict[str, Any]) -> Any:
+        name = self._arg(req, "name")
+        value = self._arg(req, "value", (str, int, float, bool))
+        if self._d.gpio is None:
+            raise KeyError("no GPIO devices are configured")
+        if name not in self._d.gpio.devices:
+            raise KeyError(f"no GPIO device named {name!r} (gpio list shows them)")
+        if isinstance(value, str):
+            value = config.coerce_value(value)
+        result = self._d.gpio.set(name, value)
+        self._d.publish({"event": "gpio", "name": name, "value": result.get("value"), "by": "edgectl"})
+        return result
+
+    async def cmd_wake(self, req: dict[str, Any]) -> Any:
+        self._d.start_turn("edgectl")
+        return {"state": self._d.state.value}
+
+    async def cmd_say(self, req: dict[str, Any]) -> Any:
+        text = self._arg(req, "text").strip()
+        if not text:
+            raise CommandError("say needs some text", "usage")
+        assert self._d.conv is not None
+        self._d.conv.say(text)
+        return {"state": self._d.state.value}
+
+    async def cmd_snapshot(self, req: dict[str, Any]) -> Any:
+        if self._d.camera is None:
+            raise EdgedError("no camera: camera.backend is 'none'")
+        jpeg = await self._d.camera.snapshot()
+        return {"jpeg_b64": base64.b64encode(jpeg).decode("ascii"), "bytes": len(jpeg)}
+
+    async def cmd_session_reset(self, req: dict[str, Any]) -> Any:
+        self._d.live.reset_handle()
+        return {"reset": True}
+
+    async def cmd_mute(self, req: dict[str, Any]) -> Any:
+        on = req.get("on")
+        if on is not None and not isinstance(on, bool):
+            raise CommandError("mute takes on: true, false or null (toggle)", "usage")
+        self._d.set_muted((not self._d.muted) if on is None else on)
+        return {"muted": self._d.muted}

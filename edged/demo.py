@@ -1,0 +1,207 @@
+"""``edged demo``: the whole speaker against the local emulator, as a readable timeline.
+
+The real daemon (``edged run``) with only the edges swapped (see :mod:`edged.rig`), driven by a
+scripted conversation rendered with espeak-ng: a wake word and "turn on the kitchen light"
+(a function call switches the LED), "what do you see" (a camera frame reaches the model), a
+GoAway ridden through with the resumption handle, a restart that resumes with the persisted
+handle, and a barge-in during a long reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .rig import Rig
+from .sim.scenario import Scenario
+
+WAKE = "hey jarvis"
+
+SCENARIO = [
+    [  # 1
+        {"input_transcript": "turn on the kitchen light"},
+        {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "on"}}},
+        {"say": "The kitchen light is on."},
+        {"output_transcript": "The kitchen light is on."},
+    ],
+    [  # 2
+        {"input_transcript": "what do you see"},
+        {"tool_call": {"name": "look", "args": {}}},
+        {"await_video": {"frames": 1, "timeout": 10}},
+        {"say": "I see a bright square on a dark background."},
+        {"output_transcript": "I see a bright square on a dark background."},
+    ],
+    [  # 3: after a GoAway
+        {"input_transcript": "are you still there"},
+        {"say": "Yes, I am still here."},
+    ],
+    [  # 4: after a restart; long enough to be interrupted
+        {"input_transcript": "tell me a story"},
+        {"say": "Once upon a time, in a small kitchen, there lived a speaker that listened all day long, "
+                "and every evening it told the family a long and winding story about the stars."},
+    ],
+    [  # 5: the barge-in's own turn
+        {"input_transcript": "turn off the kitchen light"},
+        {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "off"}}},
+        {"say": "Done, the light is off."},
+    ],
+]
+
+UTTERANCES = {
+    1: f"{WAKE}, turn on the kitchen light",
+    2: f"{WAKE}, what do you see",
+    3: f"{WAKE}, are you still there",
+    4: f"{WAKE}, tell me a story",
+    5: f"{WAKE}, turn off the kitchen light",
+}
+
+
+class Timeline:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def say(self, who: str, text: str) -> None:
+        print(f"[{time.monotonic() - self.t0:6.2f}s] {who:<8} {text}", flush=True)
+
+    def event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "state":
+            self.say("state", f"{ev['state']:<9} {ev.get('reason', '')}")
+        elif kind == "wake":
+            score = f" score {ev['score']:.2f}" if ev.get("score") is not None else ""
+            self.say("wake", f"{ev.get('model') or ev.get('source')}{score}")
+        elif kind == "tool_call":
+            self.say("call", f"{ev['name']}({', '.join(f'{k}={v!r}' for k, v in (ev.get('args') or {}).items())})")
+        elif kind == "tool_result":
+            self.say("result", f"{ev['name']} -> {ev.get('response')}")
+        elif kind == "transcript":
+            self.say(ev.get("role", "?"), repr(ev.get("text")))
+        elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute"):
+            detail = {k: v for k, v in ev.items() if k not in ("event", "time")}
+            self.say(kind, " ".join(f"{k}={v}" for k, v in detail.items()))
+
+
+def _pcm(text: str, cache: Path) -> bytes:
+    from .audio.tts import render
+
+    return render(text, cache_dir=cache)
+
+
+async def _follow(rig: Rig, tl: Timeline) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            async for ev in rig.events():
+                tl.event(ev)
+        await asyncio.sleep(0.2)  # the daemon restarted: subscribe again
+
+
+async def _turn(rig: Rig, tl: Timeline, n: int, cache: Path, *, wait_idle: bool = True) -> None:
+    tl.say("user", f"says {UTTERANCES[n]!r}")
+    rig.speak(_pcm(UTTERANCES[n], cache), pad_s=1.5)
+    if wait_idle:
+        await rig.wait_state("thinking", "speaking", timeout=30)
+        await rig.wait_state("idle", timeout=60)
+
+
+async def _gpio(rig: Rig, tl: Timeline) -> None:
+    states = (await rig.request("gpio.list"))["result"]
+    shown = {n: s.get("value") for n, s in states.items() if s.get("kind") in ("led", "relay", "rgb_led")}
+    tl.say("gpio", " ".join(f"{k}={v}" for k, v in shown.items()))
+
+
+async def run_demo(out: Path, models_dir: Path) -> Rig:
+    cache = out.parent / ".audio-cache"
+    tl = Timeline()
+    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True))
+    tl.say("demo", f"starting the emulator and `edged run` (log: {rig.log_path})")
+    await rig.start()
+    follower = asyncio.create_task(_follow(rig, tl))
+    try:
+        st = await rig.status()
+        tl.say("demo", f"edged is {st['state']}; live {st['live']['state']}")
+        await asyncio.sleep(1.0)
+        await _turn(rig, tl, 1, cache)
+        await _gpio(rig, tl)
+        await _turn(rig, tl, 2, cache)
+        assert rig.emu is not None
+        frames = rig.emu.frames_of("video")
+        for i, f in enumerate(frames, 1):
+            (out / f"frame-{i}.jpg").write_bytes(f.payload)
+
+        tl.say("demo", "the emulator sends a GoAway (time left 5 s)")
+        await rig.emu.goaway(time_left=5.0)
+        await rig.emu.wait_connections(len(rig.emu.connections) + 1, timeout=10)
+        conn = rig.emu.connections[-1]
+        tl.say("demo", f"reconnected: resumed={conn.resumed} with the newest handle")
+        await _turn(rig, tl, 3, cache)
+
+        tl.say("demo", "restarting the daemon (SIGTERM, then edged run again)")
+        before = len(rig.emu.connections)
+        await rig.restart(signal.SIGTERM)
+        await rig.emu.wait_connections(before + 1, timeout=15)
+        conn = rig.emu.connections[-1]
+        tl.say("demo", f"after the restart: resumed={conn.resumed} with the persisted handle")
+
+        tl.say("demo", "a long reply, then the wake word again in the middle of it (barge-in)")
+        await _turn(rig, tl, 4, cache, wait_idle=False)
+        await rig.wait_state("speaking", timeout=30)
+        await asyncio.sleep(1.5)
+        await _turn(rig, tl, 5, cache)
+        await _gpio(rig, tl)
+
+        tl.say("demo", "edgectl status against the running daemon:")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edged.ctl", "--socket", str(rig.socket), "status")
+        await proc.wait()
+    finally:
+        follower.cancel()
+        await rig.close()
+    return rig
+
+
+def _report(out: Path, rig: Rig) -> None:
+    wavs = [w for w in rig.wavs if w.exists()]
+    for w in wavs:
+        shutil.copy(w, out / w.name)
+    print("\nWhat was played:", *(str(out / w.name) for w in wavs), sep="\n  ")
+    print("What the camera sent:", *(str(p) for p in sorted(out.glob("frame-*.jpg"))), sep="\n  ")
+    print(f"The daemon's log: {rig.log_path}")
+
+
+def main(args: Any) -> int:
+    if args.live:
+        return _live(args)
+    models = Path(os.environ.get("EDGED_MODELS", ".cache/models")).resolve()
+    out = Path(args.out).resolve()
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    rig = asyncio.run(run_demo(out, models))
+    _report(out, rig)
+    return 0
+
+
+def _live(args: Any) -> int:
+    """Against Google with a real key, on a machine with a microphone and a speaker."""
+    if not (os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")):
+        print("edged demo --live needs GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    models = Path(os.environ.get("EDGED_MODELS", ".cache/models")).resolve()
+    cfg = out / "edged-live.toml"
+    cfg.write_text(
+        f'[wake]\nmodels_dir = "{models}"\n[state]\ndir = "{out / "state"}"\n'
+        f'[control]\nsocket = "{out / "control.sock"}"\n[gpio]\npin_factory = "mock"\n'
+        '[[gpio.devices]]\nname = "kitchen_light"\nkind = "led"\npin = 17\nroom = "kitchen"\n'
+        '[camera]\nbackend = "synthetic"\n')
+    print(f"Say '{WAKE}' and talk; Ctrl-C stops. Config: {cfg}", flush=True)
+    return subprocess.call([sys.executable, "-m", "edged", "run", "--config", str(cfg)])
