@@ -274,24 +274,27 @@ class LiveSession:
             if t is None or link is None or link.ended.is_set():
                 return
             s = link.session
+            # each flag is set before the send: the reply (and its turnComplete) can be dispatched by the
+            # reader before the send returns; a failed send ends the link and the turn is replayed anyway
             if t.kind == "text":
-                if not t.end_sent and await self._send(link, s.send_client_content(
-                        turns=types.Content(role="user", parts=[types.Part(text=t.text)]), turn_complete=True)):
+                if not t.end_sent:
                     t.start_sent = t.end_sent = True
+                    await self._send(link, s.send_client_content(
+                        turns=types.Content(role="user", parts=[types.Part(text=t.text)]), turn_complete=True))
                 return
             if not t.start_sent:
+                t.start_sent = True
                 if not await self._send(link, s.send_realtime_input(activity_start=types.ActivityStart())):
                     return
-                t.start_sent = True
             while t.sent_upto < len(t.audio):
                 chunk = bytes(t.audio[t.sent_upto:t.sent_upto + REPLAY_CHUNK])
+                t.sent_upto += len(chunk)
                 if not await self._send(link, s.send_realtime_input(
                         audio=types.Blob(data=chunk, mime_type=AUDIO_MIME))):
                     return
-                t.sent_upto += len(chunk)
             if t.ended and not t.end_sent:
-                if await self._send(link, s.send_realtime_input(activity_end=types.ActivityEnd())):
-                    t.end_sent = True
+                t.end_sent = True
+                await self._send(link, s.send_realtime_input(activity_end=types.ActivityEnd()))
 
     # ---- the supervisor ----------------------------------------------------------------------------
     def _client(self) -> genai.Client:
@@ -443,6 +446,9 @@ class LiveSession:
                 raise self._classify_connect(exc, handle) from None
             link = _Link(session, resumed=handle is not None)
             self._link = link
+            if self._stopping:  # stop() came while connecting
+                link.why = "stopping"
+                link.ended.set()
             self._backoff.connected()
             sid = getattr(session, "session_id", None)
             self._stats["session_id"] = sid or self._stats["session_id"]
@@ -513,7 +519,7 @@ class LiveSession:
 
     async def _on_new_link(self, link: _Link) -> None:
         t = self._turn
-        if t is not None:
+        if t is not None and t.start_sent:  # partly or wholly sent on the old connection: replay it
             t.start_sent = t.end_sent = False
             t.sent_upto = 0
             t.replays += 1

@@ -147,3 +147,20 @@ def test_backoff_full_jitter_capped_and_reset():
     ds = [b3.next_delay() for _ in range(200)]
     assert all(0 <= d <= 8.0 for d in ds) and len({round(d, 6) for d in ds}) > 150  # jittered
     random.seed()
+
+
+async def test_stop_while_connecting_ends_run(emu, tmp_path):
+    import asyncio as aio
+
+    from edged.live.session import LiveSession
+
+    from .conftest import RecordingHandler
+
+    emu.arm(setup_delay=0.5)
+    s = LiveSession(live_cfg(emu), None, tmp_path / "st", RecordingHandler(), lambda: [])
+    task = aio.create_task(s.run())
+    await emu.wait_connections(1)
+    await s.stop()
+    async with aio.timeout(10):
+        await task
+    assert s.status()["state"] == "stopped" and not s.connected
