@@ -116,3 +116,13 @@ async def test_emulator_tool_cancel_and_interrupt_controls(emu, runner):
     await emu.send_raw({"toolCallCancellation": {"ids": ["a", "b"]}})
     await until(lambda: h.count("tool_cancel") >= 1, what="cancel")
     assert ("tool_cancel", ["a", "b"]) in h.events
+
+
+async def test_idle_session_sends_nothing(emu, runner):
+    import asyncio
+
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await asyncio.sleep(1.0)
+    assert [f.kind for f in emu.frames] == ["setup"]
+    assert len(emu.connections) == 1 and s.connected
