@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario", metavar="FILE", help="scenario file (TOML or JSON)")
     sim.add_argument("--cert-dir", metavar="DIR", help="where the self-signed CA and certificate go")
     sim.add_argument("--record", metavar="FILE", help="write every received frame as JSON lines")
+    sim.add_argument("--speed", type=float, default=1.0, help="reply audio pace: 1 = real time, 0 = at once")
     sim.set_defaults(entry="edged.sim.cli:main")
 
     models = sub.add_parser("models", help="install or check the wake-word models")

@@ -49,6 +49,7 @@ class LiveConfig(_Section):
     compression_target_tokens: int = Field(12800, ge=500)
     ping_interval_s: float = Field(20.0, ge=0, le=600)  # 0 = no keep-alive pings
     ping_timeout_s: float = Field(60.0, gt=0, le=600)
+    replay_buffer_s: float = Field(30.0, ge=1, le=120)  # turn audio kept to replay after a drop
 
     @model_validator(mode="after")
     def _check(self) -> LiveConfig:

@@ -163,8 +163,18 @@ def render_status(status: Any) -> str:
     if not isinstance(status, dict):
         return "\n".join(render(status))
     first = {k: status[k] for k in ("state", "uptime_s", "uptime") if k in status}
-    rest = {k: v for k, v in status.items() if k not in first}
-    return "\n".join(render(first) + render(rest))
+    rest = {k: v for k, v in status.items() if k not in first and k != "gpio"}
+    lines = render(first) + render(rest)
+    gpio = status.get("gpio")
+    if isinstance(gpio, dict):  # device names are identifiers: a table, names as they are
+        lines.append("gpio:" if gpio else "gpio: -")
+        for name, dev in gpio.items():
+            dev = dev if isinstance(dev, dict) else {"value": dev}
+            value = dev.get("value")
+            shown = {True: "on", False: "off", None: "-"}.get(value, value) if not isinstance(value, list) else value
+            health = "ok" if dev.get("ok", True) else f"FAILED: {dev.get('error')}"
+            lines.append(f"  {name:<16} {dev.get('kind', ''):<14} {shown!s:<8} {dev.get('room') or '':<12} {health}")
+    return "\n".join(lines)
 
 
 # -- commands -----------------------------------------------------------------------------

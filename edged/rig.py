@@ -58,7 +58,7 @@ class Rig:
         self.feeder: FifoFeeder | None = None
         self.runs = 0
         self.config_path = self.root / "edged.toml"
-        self.socket = self.root / "run" / "control.sock"
+        self.socket = Path(self.overrides.get("control", {}).get("socket") or self.root / "run" / "control.sock")
         self.state_dir = self.root / "state"
         self.fifo = self.root / "mic.fifo"
         self.log_path = self.root / "edged.log"
