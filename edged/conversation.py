@@ -87,6 +87,10 @@ class Conversation:
             self._p.player.flush()
             self._discard_reply = True
             self._publish({"event": "barge_in", "source": source})
+        else:
+            # nothing is pending from an earlier turn that needs discarding any more (a reply to a
+            # no-speech turn that never came must not swallow this turn's reply)
+            self._discard_reply = False
         if source != "wake":
             self._publish({"event": "wake", "source": source})
         self._cancel_timers()
@@ -121,13 +125,17 @@ class Conversation:
         self._arm_reply_timer()
 
     def cancel_turn(self, why: str) -> None:
-        """Mute, stop or a failed device: close the turn without waiting for a reply."""
+        """Mute, stop or reload: close any turn, stop any reply, and be idle."""
         if self.turn_open:
             self.turn_open = False
             self._enqueue("end", why)
             self._discard_reply = True
+        elif self.state in (State.THINKING, State.SPEAKING):
+            self._discard_reply = True
         self._p.player.flush()
         self._cancel_timers()
+        if self.state not in (State.IDLE, State.STOPPING):
+            self._go(State.IDLE, f"idle ({why})")
 
     # ---- text turns (edgectl say) ------------------------------------------------------------
     def say(self, text: str) -> None:

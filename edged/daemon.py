@@ -172,6 +172,8 @@ class Daemon:
         return state
 
     def set_state(self, state: State, why: str) -> None:
+        if self.state == State.STOPPING:
+            return  # nothing changes the state once stopping
         shown = self.effective_state(state)
         changed = shown != self.state or why != self.state_why
         self.state, self.state_why = shown, why
@@ -245,9 +247,9 @@ class Daemon:
         if self.capture:
             self.capture.set_muted(on)
         if on and self.conv:
-            self.conv.cancel_turn("muted")
             if self.ear:
                 self.ear.cancel_turn()
+            self.conv.cancel_turn("muted")
         log.info("microphone %s", "muted" if on else "on")
         self.set_state(State.MUTED if on else State.IDLE, "muted" if on else "microphone on")
         self.publish({"event": "mute", "muted": on})

@@ -161,3 +161,18 @@ async def test_wake_suppressed_while_playing_when_configured(tmp_path, models_di
         await asyncio.sleep(3.0)
         barged = sp.d.conv.stats["barge_ins"]
         assert barged == (0 if suppress else 1)
+
+
+async def test_mute_during_a_reply_stops_it_and_unmute_is_idle(tmp_path, models_dir, monkeypatch):
+    scenario = Scenario([[{"tone": {"hz": 440, "ms": 6000}}]])
+    async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario) as sp:
+        sp.feeder.feed(speech("hey jarvis, play a tone") + silence(1.0))
+        await sp.wait(lambda: sp.d.state == State.SPEAKING, timeout=30, what="speaking")
+        sp.d.set_muted(True)
+        assert sp.d.state == State.MUTED
+        assert sp.d.player.stats()["flushes"] >= 1 and not sp.d.player.playing
+        await asyncio.sleep(1.0)  # the rest of the reply keeps arriving: it is not played
+        assert not sp.d.player.playing
+        sp.d.set_muted(False)
+        assert sp.d.state == State.IDLE and sp.d.conv.state == State.IDLE
+        assert sp.rgb() == DIM_BLUE
