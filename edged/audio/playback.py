@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -60,6 +61,9 @@ class Player:
         self.replies = 0
         self.failures = 0
         self._in_underrun = False
+        # for benchmarks: (reply number, time.monotonic() of its first ALSA write), the last few
+        self._first_pending = False
+        self.first_writes: deque[tuple[int, float]] = deque(maxlen=8)
 
     # -- control (any thread; never blocks) -------------------------------------------------------
     def start(self) -> None:
@@ -88,6 +92,7 @@ class Player:
                     self._started = False
                 self._active, self._ended = True, False
                 self.replies += 1
+                self._first_pending = True
             self._q += data
             excess = len(self._q) - self._max_bytes
             if excess > 0:
@@ -131,7 +136,8 @@ class Player:
         return {"device": self.device, "state": self.state, "error": self.error, "playing": self._active,
                 "queued_ms": queued * 1000 // (self._frame_bytes * self.rate), "frames_written": self.frames_written,
                 "underruns": self.underruns, "overflow_ms": self.overflow_bytes * 1000 // (self._frame_bytes * self.rate),
-                "flushes": self.flushes, "replies": self.replies, "failures": self.failures}
+                "flushes": self.flushes, "replies": self.replies, "failures": self.failures,
+                "first_writes": [list(x) for x in list(self.first_writes)]}  # list(): one C call, atomic
 
     # -- internals --------------------------------------------------------------------------------
     def _device_format(self, pcm: bytes) -> bytes:
@@ -224,6 +230,9 @@ class Player:
                     pcm = _close(pcm)
                     self._status("failed", f"playback device {self.device!r}: {exc}")
                     continue
+                if self._first_pending:
+                    self._first_pending = False
+                    self.first_writes.append((self.replies, time.monotonic()))
                 self.frames_written += len(chunk) // self._frame_bytes
                 t_play = max(t_play, time.monotonic()) + self.period_ms / 1000
         finally:
