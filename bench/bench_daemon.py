@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Daemon-level figures: the real ``edged run`` process against the Live emulator (edged.rig).
+
+    .venv/bin/python bench/bench_daemon.py [--quick] [--idle-s S] [--turns N] [--starts N] [--json FILE]
+
+- idle: CPU seconds (utime+stime of /proc/PID/stat) of the whole idle daemon per second of audio
+  fed in real time (negative speech, no wake word), vs a bare openWakeWord loop over the same audio
+  in a fresh process (process CPU, all threads; median of 3), and the daemon's VmRSS / VmHWM.
+- turns: per wake turn, the daemon's ``wake`` event -> the emulator's activityStart frame; the
+  wake word's end in the fed audio (known from the feeder's pacing) -> the ``wake`` event; and the
+  emulator's first reply chunk sent -> the Player's first ALSA write of that reply.
+- starts: spawn of ``edged run`` -> READY=1 on a notify socket (a receiver in another process).
+
+All times are CLOCK_MONOTONIC (one clock for the machine: the daemon's event ``mono``, the emulator's
+Frame.t and this process), except start-up, which uses the notify receiver's kernel receive stamp
+(wall clock) against the wall clock at spawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edged.audio import models as M  # noqa: E402
+from edged.audio.filedev import silence  # noqa: E402
+from edged.audio.tts import render  # noqa: E402
+from edged.rig import Rig  # noqa: E402
+from edged.sim.live_server import LiveEmulator  # noqa: E402
+from edged.sim.scenario import Scenario  # noqa: E402
+
+TTS_CACHE = ROOT / ".cache" / "tts"
+RATE = 16000
+NEGATIVES = ["what a lovely day it is today", "good morning", "play some music please",
+             "the weather tomorrow will be sunny", "hello there, how are you", "turn off the radio"]
+WAKE_TEXT = "hey jarvis"
+COMMAND_TEXT = "hey jarvis, what time is it"
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") or line.startswith("Model"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release()}
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_mem(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(line.split()[1]) / 1024
+    return out
+
+
+def p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+
+
+def summary(xs: list[float], scale: float = 1000.0) -> dict[str, Any]:
+    if not xs:
+        return {"n": 0, "median": None, "p95": None, "min": None, "max": None}
+    return {"n": len(xs), "median": round(statistics.median(xs) * scale, 1), "p95": round(p95(xs) * scale, 1),
+            "min": round(min(xs) * scale, 1), "max": round(max(xs) * scale, 1)}
+
+
+async def poll(predicate: Any, interval: float, timeout: float = 300.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def speech(text: str) -> bytes:
+    return render(text, cache_dir=TTS_CACHE).read_bytes()
+
+
+def voiced_end(pcm: bytes, threshold: int = 300) -> int:
+    """Byte offset just past the last sample louder than ``threshold`` (the end of the spoken words)."""
+    x = np.abs(np.frombuffer(pcm, "<i2").astype(np.int32))
+    loud = np.nonzero(x > threshold)[0]
+    return 2 * (int(loud[-1]) + 1) if len(loud) else 0
+
+
+def negative_audio(seconds: float) -> bytes:
+    """``seconds`` of speech without the wake word, with short pauses, repeated to length."""
+    parts = [speech(t) + silence(0.6) for t in NEGATIVES]
+    block = b"".join(parts)
+    n = 2 * round(seconds * RATE)
+    return (block * (n // len(block) + 1))[:n]
+
+
+# ---- the rig with a timed emulator ------------------------------------------------------------------
+class TimedEmulator(LiveEmulator):
+    """The emulator, unmodified, plus the monotonic time just before each reply's first audio chunk."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.reply_sends: list[float] = []
+
+    async def _send_audio(self, c: Any, pcm: bytes) -> None:
+        self.reply_sends.append(time.monotonic())
+        await super()._send_audio(c, pcm)
+
+
+class BenchRig(Rig):
+    async def start_emulator(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "run").mkdir(exist_ok=True)
+        self.emu = TimedEmulator(self.scenario, cert_dir=self.root / "certs", speed=self.speed)
+        await self.emu.start()
+        self.config_path.write_text(_toml(self.config_dict()))
+
+    async def start(self) -> BenchRig:
+        await self.start_emulator()
+        await self.start_daemon()
+        return self
+
+
+def _toml(cfg: dict[str, Any]) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(cfg)
+
+
+# ---- bare openWakeWord (in a fresh process, so every thread it uses is counted) -----------------------
+def bare_worker(audio_file: Path, models_dir: Path) -> dict[str, float]:
+    from openwakeword.model import Model
+
+    m = Model(wakeword_models=[str(M.resolve("hey_jarvis", models_dir))], inference_framework="onnx",
+              melspec_model_path=str(models_dir / M.MELSPEC), embedding_model_path=str(models_dir / M.EMBEDDING))
+    x = np.frombuffer(audio_file.read_bytes(), "<i2")
+    warm = np.zeros(RATE * 2, "<i2")
+    for i in range(0, len(warm), 1280):
+        m.predict(warm[i:i + 1280])
+    m.reset()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.thread_time()
+    for i in range(0, len(x) - len(x) % 1280, 1280):
+        m.predict(x[i:i + 1280])
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.thread_time()
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    audio_s = (len(x) // 1280) * 0.08
+    return {"process_cpu_s": cpu, "thread_cpu_s": t1 - t0, "audio_s": audio_s}
+
+
+def bare_cpu_per_s(audio: bytes, models_dir: Path, tmp: Path, runs: int = 3) -> dict[str, float]:
+    f = tmp / "bare.raw"
+    f.write_bytes(audio)
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, __file__, "--bare-worker", str(f), "--models", str(models_dir)],
+                             check=True, capture_output=True, text=True, timeout=600)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    per_s = [r["process_cpu_s"] / r["audio_s"] for r in results]
+    per_s_thread = [r["thread_cpu_s"] / r["audio_s"] for r in results]
+    return {"cpu_s_per_audio_s": statistics.median(per_s), "thread_cpu_s_per_audio_s": statistics.median(per_s_thread),
+            "runs": runs, "audio_s": results[0]["audio_s"]}
+
+
+# ---- 1 + 5: the idle daemon --------------------------------------------------------------------------
+async def bench_idle(models_dir: Path, tmp: Path, seconds: float) -> dict[str, Any]:
+    audio = negative_audio(seconds)
+    rig = BenchRig(tmp / "idle", models_dir, scenario=Scenario([[{"tone": {"hz": 440, "ms": 300}}]]))
+    await rig.start()
+    try:
+        assert rig.emu is not None
+        await rig.emu.wait_connections(1, timeout=30)
+        await asyncio.sleep(3.0)  # settle: the session set up, the first frames through the models
+        st0 = await rig.status()
+        pid = st0["pid"]
+        rig.speak(audio)
+        c0, t0 = proc_cpu(pid), time.monotonic()
+        await poll(rig.mic_idle, 0.1)
+        await asyncio.sleep(0.4)  # the last chunk read and through the Ear
+        c1, t1 = proc_cpu(pid), time.monotonic()
+        st1 = await rig.status()
+        mem = proc_mem(pid)
+    finally:
+        await rig.close()
+    frames = st1["wake"]["ear"]["frames"] - st0["wake"]["ear"]["frames"]
+    audio_s = frames * 0.08 if frames > 0 else t1 - t0
+    bare = bare_cpu_per_s(audio, models_dir, tmp)
+    daemon_per_s = (c1 - c0) / audio_s
+    return {"audio_s": round(audio_s, 2), "wall_s": round(t1 - t0, 2),
+            "daemon_cpu_s_per_audio_s": round(daemon_per_s, 5),
+            "bare_oww_cpu_s_per_audio_s": round(bare["cpu_s_per_audio_s"], 5),
+            "bare_oww_thread_cpu_s_per_audio_s": round(bare["thread_cpu_s_per_audio_s"], 5),
+            "ratio": round(daemon_per_s / bare["cpu_s_per_audio_s"], 3),
+            "false_wakes": st1["wake"]["detections"] - st0["wake"]["detections"],
+            "ring_drops": st1["wake"]["ear"].get("ring_drops"),
+            "clk_tck": os.sysconf("SC_CLK_TCK"),
+            "vmrss_mb": round(mem.get("VmRSS", float("nan")), 1),
+            "vmhwm_mb": round(mem.get("VmHWM", float("nan")), 1)}
+
+
+# ---- 2 + 3: wake and reply latencies over real turns ----------------------------------------------------
+async def _follow(rig: Rig, sink: list[dict[str, Any]]) -> None:
+    with contextlib.suppress(Exception):
+        async for ev in rig.events():
+            sink.append(ev)
+
+
+async def bench_turns(models_dir: Path, tmp: Path, n: int) -> dict[str, Any]:
+    utterance = speech(COMMAND_TEXT)
+    wake_end = voiced_end(speech(WAKE_TEXT))  # the words' end inside the utterance (same voice, speed)
+    rig = BenchRig(tmp / "turns", models_dir, scenario=Scenario([[{"tone": {"hz": 440, "ms": 400}}]]))
+    await rig.start()
+    events: list[dict[str, Any]] = []
+    follower = asyncio.create_task(_follow(rig, events))
+    wake_to_start: list[float] = []
+    detection: list[float] = []
+    detection_avail: list[float] = []
+    reply_to_speaker: list[float] = []
+    misses = 0
+    try:
+        emu = rig.emu
+        assert isinstance(emu, TimedEmulator) and rig.feeder is not None
+        await emu.wait_connections(1, timeout=30)
+        await asyncio.sleep(1.0)
+        for _ in range(n):
+            await rig.wait_state("idle", timeout=60)
+            await poll(rig.mic_idle, 0.05)
+            await asyncio.sleep(0.5)
+            base = rig.feeder.audio_bytes_written
+            n_start = len(emu.frames_of("activity_start"))
+            n_wake = sum(1 for e in events if e.get("event") == "wake" and e.get("source") == "wake_word")
+            n_send = len(emu.reply_sends)
+            rig.speak(utterance, pad_s=1.5)
+            # the chunk holding our first sample was written: its nominal time is now
+            await poll(lambda b=base: rig.feeder.audio_bytes_written > b, 0.001)
+            w0 = time.monotonic()
+            try:
+                starts = await emu.wait_frames("activity_start", n=n_start + 1, timeout=20)
+                await emu.wait_for(lambda s=n_send: len(emu.reply_sends) > s, timeout=20)
+                st = await rig.wait_state("idle", timeout=60)
+            except Exception as exc:  # a missed wake word: counted, not measured
+                misses += 1
+                print(f"bench_daemon: turn without wake/reply ({exc!r})", file=sys.stderr)
+                continue
+            wakes = [e for e in events if e.get("event") == "wake" and e.get("source") == "wake_word"][n_wake:]
+            t_start = starts[n_start].t
+            if wakes:
+                t_wake = float(wakes[0]["mono"])
+                wake_to_start.append(t_start - t_wake)
+                detection.append(t_wake - (w0 + wake_end / (2 * RATE)))
+                # the feeder writes whole chunks at the start of their span: the wake word's end
+                # was readable from the write of the chunk holding it
+                chunk = rig.feeder.chunk_bytes
+                detection_avail.append(t_wake - (w0 + (wake_end // chunk) * chunk / (2 * RATE)))
+            t_send = emu.reply_sends[n_send]
+            writes = [t for _, t in st["audio"]["playback"].get("first_writes", []) if t >= t_send]
+            if writes:
+                reply_to_speaker.append(min(writes) - t_send)
+    finally:
+        follower.cancel()
+        await rig.close()
+    cfg = rig.config_dict() if rig.emu else {}
+    return {"turns": n, "misses": misses, "wake_to_activity_start_ms": summary(wake_to_start),
+            "detection_delay_ms": summary(detection), "detection_from_write_ms": summary(detection_avail),
+            "feeder_chunk_ms": rig.feeder.chunk_ms if rig.feeder else None, "reply_to_speaker_ms": summary(reply_to_speaker),
+            "jitter_ms": cfg.get("audio", {}).get("jitter_ms"), "wake_word_end_s": round(wake_end / (2 * RATE), 3)}
+
+
+# ---- 6: start-up to READY ---------------------------------------------------------------------------------
+async def bench_startup(models_dir: Path, tmp: Path, n: int) -> dict[str, Any]:
+    from tests.service.notify_receiver import NotifyReceiver
+
+    rx = NotifyReceiver(tmp / "notify.sock").start()
+    rig = BenchRig(tmp / "start", models_dir, env={"NOTIFY_SOCKET": rx.address})
+    times: list[float] = []
+    try:
+        await rig.start_emulator()
+        for _ in range(n):
+            k = rx.count()
+            t0 = time.time()
+            await rig.start_daemon(wait=False)
+            msg = await asyncio.to_thread(rx.wait_for, "READY", 120.0, after=k)
+            times.append(msg.t - t0)
+            await rig.wait_ready()
+            await rig.stop_daemon()
+    finally:
+        await rig.close()
+        rx.stop()
+    return {"starts": n, "first_ms": round(times[0] * 1000, 1), **{f"{k}_ms": v for k, v in summary(times).items()
+                                                                   if k != "n"}}
+
+
+async def run(models_dir: Path, idle_s: float, turns: int, starts: int, only: set[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="edged-bench-") as d:
+        tmp = Path(d)
+        if not only or "idle" in only:
+            out["idle"] = await bench_idle(models_dir, tmp, idle_s)
+        if not only or "turns" in only:
+            out["turns"] = await bench_turns(models_dir, tmp, turns)
+        if not only or "startup" in only:
+            out["startup"] = await bench_startup(models_dir, tmp, starts)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=os.environ.get("EDGED_TEST_MODELS") or str(ROOT / ".cache/models"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--idle-s", type=float)
+    ap.add_argument("--turns", type=int)
+    ap.add_argument("--starts", type=int)
+    ap.add_argument("--only", action="append", choices=["idle", "turns", "startup"])
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--bare-worker", metavar="RAW", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    models_dir = Path(a.models)
+    if a.bare_worker:
+        print(json.dumps(bare_worker(Path(a.bare_worker), models_dir)))
+        return 0
+    M.fetch(models_dir)
+    idle_s = a.idle_s or (10.0 if a.quick else 30.0)
+    turns = a.turns or (5 if a.quick else 20)
+    starts = a.starts or (3 if a.quick else 7)
+    res = asyncio.run(run(models_dir, idle_s, turns, starts, set(a.only) if a.only else None))
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.json:
+        Path(a.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
