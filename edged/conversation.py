@@ -165,11 +165,11 @@ class Conversation:
         self._out_ready.set()
 
     async def _send_loop(self) -> None:
-        live = self._p.live
         while True:
             await self._out_ready.wait()
             while self._outq:
                 kind, payload = self._outq.popleft()
+                live = self._p.live  # read each time: a reload (restart_live) replaces the session
                 try:
                     if kind == "audio":
                         self._out_audio -= 1
