@@ -156,6 +156,24 @@ class Rig:
     def mic_idle(self) -> bool:
         return self.feeder is not None and self.feeder.pending_bytes() == 0
 
+    def set_mic_present(self, present: bool) -> None:
+        """Rewrite the ALSA config with or without the 'mic' PCM (a microphone unplugged, plugged back).
+
+        alsa-lib re-reads a changed config at the next open, so the daemon notices when it next opens
+        the capture device (an open file PCM never fails mid-stream)."""
+        write_alsa_config(self.root / "asound.conf", captures={"mic": self.fifo} if present else {},
+                          playbacks={"speaker": self.wavs[-1]})
+
+    def proc_stats(self) -> dict[str, int]:
+        """The daemon's resident memory (VmRSS, kB) and open file descriptors, from /proc."""
+        assert self.proc is not None
+        rss = 0
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        return {"rss_kb": rss, "fds": len(os.listdir(f"/proc/{self.proc.pid}/fd"))}
+
     async def request(self, cmd: str, **args: Any) -> dict[str, Any]:
         reader, writer = await asyncio.open_unix_connection(str(self.socket))
         try:
