@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Every benchmark of edged in one run, as one Markdown table (``scripts/bench`` runs this).
+
+    .venv/bin/python bench/run_all.py [--quick] [--models DIR] [--json FILE] [--out FILE]
+
+Runs, one after the other (never two at once, so they do not steal each other's CPU):
+bench_audio.py (the listening path in-process vs bare openWakeWord), bench_daemon.py (the real
+``edged run`` process: idle CPU and memory, wake and reply latencies, start-up to READY) and
+bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways).  Medians and
+ratios come from this run; absolute times are labelled with the machine they were measured on.
+The table goes to stdout and to bench/results/latest.md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import bench_daemon  # noqa: E402
+
+IDLE_GOAL = 1.10
+
+
+def _sub(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_audio(models: Path, seconds: float) -> dict[str, Any]:
+    p = _sub([str(BENCH / "bench_audio.py"), "--seconds", str(seconds), "--models", str(models), "--json"], 900)
+    if p.returncode != 0:
+        raise RuntimeError(f"bench_audio.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+    return json.loads(p.stdout)
+
+
+def run_live(samples: int, goaways: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edged-bench-live-") as d:
+        out = Path(d) / "live.json"
+        p = _sub([str(BENCH / "bench_live.py"), "--samples", str(samples), "--goaways", str(goaways),
+                  "--json", str(out)], 900)
+        if not out.exists():
+            raise RuntimeError(f"bench_live.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
+
+
+def _step(name: str, fn: Any, results: dict[str, Any], errors: dict[str, str]) -> None:
+    t0 = time.monotonic()
+    print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+    try:
+        results[name] = fn()
+    except Exception as exc:
+        errors[name] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    print(f"[bench] {name} done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+# ---- the table -----------------------------------------------------------------------------------------
+def _ms(s: dict[str, Any] | None) -> str:
+    if not s or not s.get("n"):
+        return "no samples"
+    return f"median {s['median']:.1f} ms, p95 {s['p95']:.1f} ms (n={s['n']}; min {s['min']:.1f}, max {s['max']:.1f})"
+
+
+def _verdict(value: float | None, goal: float, le: bool = True) -> str:
+    if value is None:
+        return "?"
+    return "met" if (value <= goal if le else value >= goal) else "**missed**"
+
+
+def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) -> str:
+    m = r.get("machine") or bench_daemon.machine()
+    rows: list[tuple[str, str, str, str, str]] = []
+    a = r.get("audio")
+    if a:
+        rows.append(("1a", "Idle CPU, listening path in-process (capture + Ear threads) / bare openWakeWord "
+                     "(thread CPU), same audio", f"**{a['ratio']:.3f}** ({a['path_cpu_s_per_audio_s']:.4f} vs "
+                     f"{a['bare_oww_cpu_s_per_audio_s']:.4f} CPU s per audio s, {a['audio_s']} s of audio)",
+                     f"≤ {IDLE_GOAL}", _verdict(a["ratio"], IDLE_GOAL)))
+    d = r.get("daemon") or {}
+    i = d.get("idle")
+    if i:
+        rows.append(("1b", "Idle CPU, whole `edged run` process (utime+stime, all threads) / bare openWakeWord "
+                     "(process CPU, fresh process), same audio (speech without the wake word)",
+                     f"**{i['ratio']:.3f}** ({i['daemon_cpu_s_per_audio_s']:.4f} vs "
+                     f"{i['bare_oww_cpu_s_per_audio_s']:.4f} CPU s per audio s; median of {i['windows']} windows of "
+                     f"{i['window_s']:.0f} s, over all {i['audio_s']} s of audio "
+                     f"{i['daemon_overall_cpu_s_per_audio_s']:.4f}; "
+                     f"main (asyncio) thread {i['main_thread_cpu_s_per_audio_s']:.4f}; false wakes {i['false_wakes']}, "
+                     f"ring drops {i['ring_drops']})",
+                     f"≤ {IDLE_GOAL}", _verdict(i["ratio"], IDLE_GOAL)))
+        rows.append(("1c", "Idle CPU, whole `edged run` process / bare openWakeWord paced to real time "
+                     "(one 80 ms frame every 80 ms, like the microphone), same audio",
+                     f"**{i['ratio_vs_paced']:.3f}** ({i['daemon_cpu_s_per_audio_s']:.4f} vs "
+                     f"{i['bare_oww_paced_cpu_s_per_audio_s']:.4f} CPU s per audio s)",
+                     f"≤ {IDLE_GOAL}", _verdict(i["ratio_vs_paced"], IDLE_GOAL)))
+    t = d.get("turns")
+    if t:
+        rows.append(("2", "Wake → activityStart: the daemon's `wake` event → the emulator's activityStart frame",
+                     _ms(t["wake_to_activity_start_ms"]) + (f"; {t['misses']} of {t['turns']} turns missed"
+                                                             if t["misses"] else ""), "—", "reported"))
+        rows.append(("2b", "Detection delay: end of the wake word in the fed audio (nominal real time) → `wake` "
+                     "event", _ms(t["detection_delay_ms"]), "—", "reported"))
+        rows.append(("3", "Reply → speaker: the emulator's first reply chunk sent → the Player's first ALSA write "
+                     f"of that reply (jitter buffer {t['jitter_ms']} ms, 40 ms chunks in real time)",
+                     _ms(t["reply_to_speaker_ms"]), "—", "reported"))
+    lv = r.get("live")
+    if lv:
+        rows.append(("4a", "Live session set-up (LiveSession.run → connected), fresh",
+                     f"median {lv['fresh_median_ms']:.1f} ms, p95 {lv['fresh_p95_ms']:.1f} ms (n={lv['samples']})",
+                     "—", "reported"))
+        rows.append(("4b", "Live session set-up, resumed with the persisted handle; ratio resumed / fresh",
+                     f"median {lv['resumed_median_ms']:.1f} ms, p95 {lv['resumed_p95_ms']:.1f} ms; "
+                     f"ratio **{lv['resumed_over_fresh']:.2f}**", "—", "reported"))
+        rows.append(("4c", f"Turns lost over {lv['turns_sent']} scripted GoAways",
+                     f"**{lv['turns_lost']}** ({lv['goaways']} GoAways, {lv['turns_completed']}/{lv['turns_sent']} "
+                     f"turns completed, {lv['replays']} replays, {lv['rejected_resumes']} rejected resumes, "
+                     f"all reply audio delivered: {lv['reply_audio_ok']})", "0",
+                     _verdict(lv["turns_lost"], 0)))
+    if i:
+        extra = f"; listening path alone in-process: {a['rss_listening_mb']} MB" if a else ""
+        rows.append(("5", "Resident memory of the idle daemon, models loaded (VmRSS / peak VmHWM)",
+                     f"**{i['vmrss_mb']:.1f} MB** / {i['vmhwm_mb']:.1f} MB{extra}", "—", "reported"))
+    s = d.get("startup")
+    if s:
+        rows.append(("6", "Start-up: spawn of `edged run` → READY=1 on the notify socket",
+                     f"median {s['median_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms (n={s['starts']}; first "
+                     f"{s['first_ms']:.0f} ms, min {s['min_ms']:.0f}, max {s['max_ms']:.0f})", "—", "reported"))
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    out = [f"# edged benchmarks ({mode})", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; {now}; "
+           f"{elapsed:.0f} s in all; load average {m['loadavg']} at the start, {bench_daemon.loadavg()} at the end.  Absolute times are from this machine; ratios are measured in this run.", "",
+           "| # | figure | measured | goal | |", "|---|---|---|---|---|"]
+    out += [f"| {n} | {f} | {v} | {g} | {ok} |" for n, f, v, g, ok in rows]
+    if errors:
+        out += ["", "Not measured in this run:", ""]
+        out += [f"- {k}: {v}" for k, v in errors.items()]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer samples (about 2 minutes)")
+    ap.add_argument("--models", default=os.environ.get("EDGED_TEST_MODELS") or str(ROOT / ".cache/models"))
+    ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    ap.add_argument("--out", default=str(BENCH / "results" / "latest.md"))
+    a = ap.parse_args(argv)
+    q = a.quick
+    models = Path(a.models)
+    n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
+         "live_samples": 5 if q else 30, "goaways": 20 if q else 100}
+    t0 = time.monotonic()
+    results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n}
+    errors: dict[str, str] = {}
+    daemon: dict[str, Any] = {}
+    results["daemon"] = daemon
+
+    def part(name: str, **kw: Any) -> Any:
+        async def go() -> Any:
+            with tempfile.TemporaryDirectory(prefix="edged-bench-") as d:
+                fn = getattr(bench_daemon, f"bench_{name}")
+                return await fn(models, Path(d), **kw)
+        return lambda: asyncio.run(go())
+
+    _step("audio", lambda: run_audio(models, n["audio_s"]), results, errors)
+    _step("idle", part("idle", seconds=n["idle_s"], window_s=n["window_s"]), daemon, errors)
+    _step("turns", part("turns", n=n["turns"]), daemon, errors)
+    _step("startup", part("startup", n=n["starts"]), daemon, errors)
+    _step("live", lambda: run_live(n["live_samples"], n["goaways"]), results, errors)
+    elapsed = time.monotonic() - t0
+    results["errors"] = errors
+    results["elapsed_s"] = round(elapsed, 1)
+    md = table(results, errors, results["mode"], elapsed)
+    print(md)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(md)
+    print(f"written to {out}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"JSON written to {a.json}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
