@@ -71,8 +71,8 @@ def every_fault_plan(only: tuple[str, ...] = FAULTS) -> list[tuple[str | None, s
     plan: list[tuple[str | None, str | None]] = [(None, None)]
     if only != FAULTS:
         return [p for f in only for p in ((f, "during" if f == "slow" else "between"), (None, None))]
-    for f in LINK_FAULTS:
-        plan += [(f, "between"), (None, None), (f, "during")]
+    for k, f in enumerate(LINK_FAULTS):
+        plan += [(f, "between"), (f, "during")] + ([(None, None)] if k % 3 == 2 else [])
     plan += [("slow", "during"), ("capture_vanish", "between"), (None, None), ("camera", "between"), (None, None)]
     return plan
 
@@ -94,6 +94,8 @@ class Soak:
         self.exited: int | None = None
         self.failures: list[str] = []
         self.vanish_seen = 0
+        self._prev: dict[str, int] = {}
+        self._acc: Counter[str] = Counter()
 
     # ---- observation ---------------------------------------------------------------------------
     def _alive(self) -> None:
@@ -104,7 +106,16 @@ class Soak:
 
     async def status(self) -> dict[str, Any]:
         self._alive()
-        return await self.rig.status()
+        st = await self.rig.status()
+        # counters restart when the session (reload) or the process (kill -9) is replaced: keep totals
+        now = {k: int(st["live"].get(k) or 0) for k in RECOVERY_KEYS}
+        now["capture_reopens"] = int((st["audio"]["capture"] or {}).get("opens", 0))
+        for k, v in now.items():
+            if v < self._prev.get(k, 0):
+                self._acc[k] += self._prev[k]
+            self._prev[k] = v
+        st["_totals"] = {k: self._acc[k] + v for k, v in now.items()}
+        return st
 
     async def wait(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
@@ -267,11 +278,9 @@ class Soak:
         return int(base.get("_emu_turns", 0))
 
     # ---- the run -------------------------------------------------------------------------------
-    def recoveries(self, first: dict[str, Any], last: dict[str, Any]) -> dict[str, int]:
-        out = {k: int(last["live"].get(k) or 0) - int(first["live"].get(k) or 0) for k in RECOVERY_KEYS}
-        cap0, cap1 = first["audio"]["capture"] or {}, last["audio"]["capture"] or {}
-        out["capture_reopens"] = int(cap1.get("opens", 0)) - int(cap0.get("opens", 0))
-        return out
+    @staticmethod
+    def recoveries(first: dict[str, Any], last: dict[str, Any]) -> dict[str, int]:
+        return {k: v - first["_totals"][k] for k, v in last["_totals"].items()}
 
 
 def _look_responses(emu: Any) -> list[dict[str, Any]]:
@@ -298,14 +307,11 @@ async def run_soak(n: int, seed: int, root: Path, models_dir: Path, *, fault_rat
         first = await soak.status()
         mem0 = rig.proc_stats()
         kills: list[dict[str, Any]] = []
-        acc: Counter[str] = Counter()
         for i, (fault, when) in enumerate(plan):
             if i in kill_at:
-                acc.update(soak.recoveries(first, await soak.status()))  # counters restart with the process
                 kills.append(await kill_daemon(rig, rng))
                 log(f"kill -9 #{len(kills)}: {kills[-1]}")
-                first = await soak.status()
-                mem0 = rig.proc_stats()
+                mem0 = rig.proc_stats()  # memory: of the last process, from its start
             await soak.cycle(i, fault, when)
         await soak.wait(lambda s: s["state"] == "idle", RECOVER_TIMEOUT_S, "idle at the end")
         last = await soak.status()
@@ -314,9 +320,10 @@ async def run_soak(n: int, seed: int, root: Path, models_dir: Path, *, fault_rat
             "attempted": soak.attempted, "completed": soak.completed,
             "lost_with_fault_during": dict(soak.lost_fault), "lost_without_excuse": dict(soak.lost_no_excuse),
             "faults_injected": dict(soak.faults), "faults_recovered": dict(soak.recovered),
+            "capture_vanish_shown": soak.vanish_seen,
             "unrecovered": soak.unrecovered, "failures": soak.failures,
             "recovery_s_median": _median(soak.recovery_s), "recovery_s_max": max(soak.recovery_s, default=0.0),
-            "recoveries": dict(acc + Counter(soak.recoveries(first, last))) if acc else soak.recoveries(first, last),
+            "recoveries": soak.recoveries(first, last),
             "emulator_turns_received": rig.emu.turns_received, "player_replies": last["audio"]["playback"]["replies"],
             "conversation": {k: last["conversation"][k] for k in ("turns", "turns_completed", "barge_ins",
                                                                    "interruptions", "no_speech", "send_drops")},
