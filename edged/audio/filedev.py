@@ -11,8 +11,11 @@ with silence, or make it a FIFO and write it in real time with :class:`FifoFeede
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import select
 import threading
 import time
 from pathlib import Path
@@ -68,6 +71,10 @@ def silence(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:
     return bytes(2 * channels * round(seconds * rate))
 
 
+_PIPE_DEFAULT = 65536
+_PIPE_WANTED = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
+
+
 class FifoFeeder:
     """Writes raw audio into a FIFO at real-time pace, then silence until stopped.
 
@@ -80,10 +87,18 @@ class FifoFeeder:
     """
 
     def __init__(self, fifo: str | os.PathLike[str], source: bytes | str | os.PathLike[str] = b"", *,
-                 rate: int = 16000, channels: int = 1, chunk_ms: int = 160, create: bool = True) -> None:
+                 rate: int = 16000, channels: int = 1, chunk_ms: int = 160, create: bool = True,
+                 period_ms: int = 80, lead_ms: int = 480) -> None:
         self.fifo = Path(fifo)
         self._source = source
         self.rate, self.channels, self.chunk_ms = rate, channels, chunk_ms
+        # ALSA's file plugin does one read() per period and fills a short read with junk; writes of
+        # at most PIPE_BUF bytes are atomic, so writing whole periods keeps every read whole.
+        period = (rate * period_ms // 1000) * 2 * channels
+        self._atom = period if period <= select.PIPE_BUF else 0
+        # The file plugin fills a read the FIFO cannot satisfy with junk, so the FIFO is kept this far
+        # ahead of real time: a feeder starved of CPU for less than this never starves the reader.
+        self.lead_s = lead_ms / 1000
         self._create = create
         self._lock = threading.Lock()
         self._pending = bytearray()
@@ -112,6 +127,12 @@ class FifoFeeder:
         self.feed(bytes(data))
         # Linux: opening a FIFO O_RDWR does not wait for a peer; non-blocking so stop() always works
         self._fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
+        # The head start must fit in the pipe with room to spare: a full pipe makes the plugin read junk.
+        size = _PIPE_DEFAULT
+        with contextlib.suppress(OSError):
+            size = fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_WANTED)
+        per_s = 2 * self.channels * self.rate
+        self.lead_s = min(self.lead_s, max(0.0, (size // 2 - 2 * self.chunk_bytes) / per_s))
         self._thread = threading.Thread(target=self._run, name=f"fifo-feeder:{self.fifo.name}", daemon=True)
         self._thread.start()
         return self
@@ -128,7 +149,8 @@ class FifoFeeder:
     def _run(self) -> None:
         fd, n = self._fd, self.chunk_bytes
         dt = n / (2 * self.channels * self.rate)
-        t_next = time.monotonic()
+        atom = self._atom if self._atom and n % self._atom == 0 else n
+        t_next = time.monotonic() - self.lead_s
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -136,21 +158,22 @@ class FifoFeeder:
                     del self._pending[:n]
                 audio = len(chunk)
                 chunk += bytes(n - len(chunk))
-                view = memoryview(chunk)
-                while view and not self._stop.is_set():
-                    try:
-                        view = view[os.write(fd, view):]
-                    except BlockingIOError:  # pipe full: nobody is reading (muted, stopped)
-                        self.stalls += 1
-                        self._stop.wait(0.05)
+                for i in range(0, n, atom):
+                    piece = memoryview(chunk)[i:i + atom]
+                    while piece and not self._stop.is_set():
+                        try:  # whole periods (<= PIPE_BUF) are written atomically, or not at all
+                            piece = piece[os.write(fd, piece):]
+                        except BlockingIOError:  # pipe full: nobody is reading (muted, stopped)
+                            self.stalls += 1
+                            self._stop.wait(0.05)
                 self.bytes_written += n
                 self.audio_bytes_written += audio
                 t_next += dt
                 delay = t_next - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                elif delay < -1.0:  # far behind (the reader stalled): do not burst
-                    t_next = time.monotonic()
+                elif delay < -1.0 - self.lead_s:  # far behind (the reader stalled): do not burst
+                    t_next = time.monotonic() - self.lead_s
         except OSError as exc:  # reported to the test / demo that owns the feeder
             self.error = exc
             log.warning("fifo feeder %s failed: %s", self.fifo, exc)
