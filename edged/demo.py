@@ -55,12 +55,13 @@ SCENARIO = [
     ],
 ]
 
+# each said right after the wake word, without a pause
 UTTERANCES = {
-    1: f"{WAKE}, turn on the kitchen light",
-    2: f"{WAKE}, what do you see",
-    3: f"{WAKE}, are you still there",
-    4: f"{WAKE}, tell me a story",
-    5: f"{WAKE}, turn off the kitchen light",
+    1: "turn on the kitchen light",
+    2: "what do you see",
+    3: "are you still there",
+    4: "tell me a story",
+    5: "turn off the kitchen light",
 }
 
 
@@ -92,7 +93,7 @@ class Timeline:
 def _pcm(text: str, cache: Path) -> bytes:
     from .audio.tts import render
 
-    return render(text, cache_dir=cache)
+    return render(text, cache_dir=cache).read_bytes()
 
 
 async def _follow(rig: Rig, tl: Timeline) -> None:
@@ -104,8 +105,9 @@ async def _follow(rig: Rig, tl: Timeline) -> None:
 
 
 async def _turn(rig: Rig, tl: Timeline, n: int, cache: Path, *, wait_idle: bool = True) -> None:
-    tl.say("user", f"says {UTTERANCES[n]!r}")
-    rig.speak(_pcm(UTTERANCES[n], cache), pad_s=1.5)
+    tl.say("user", f"says {WAKE + ', ' + UTTERANCES[n]!r}")
+    # espeak-ng hurries the wake word inside a longer sentence (scores near 0.5): render it alone
+    rig.speak(_pcm(WAKE, cache) + _pcm(UTTERANCES[n], cache), pad_s=1.5)
     if wait_idle:
         await rig.wait_state("thinking", "speaking", timeout=30)
         await rig.wait_state("idle", timeout=60)

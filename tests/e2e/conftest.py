@@ -20,5 +20,8 @@ def models_dir() -> Path:
 
 
 def speech(text: str, **kw) -> bytes:
-    """16 kHz mono S16_LE speech rendered with espeak-ng (cached)."""
+    """16 kHz mono S16_LE speech rendered with espeak-ng (cached).
+
+    Render the wake word on its own and add the command: espeak-ng hurries "hey jarvis" at the
+    start of a longer sentence and the model scores it near 0.5; alone it scores about 0.99."""
     return render(text, cache_dir=TTS_CACHE, **kw).read_bytes()

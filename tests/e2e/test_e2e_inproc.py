@@ -113,7 +113,7 @@ async def test_follow_up_listens_without_the_wake_word(tmp_path, models_dir, mon
     scenario = Scenario([[{"tone": {"hz": 440, "ms": 300}}]])
     async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario,
                        turn={"follow_up_s": 3.0, "no_speech_timeout_s": 3.0}) as sp:
-        sp.feeder.feed(speech("hey jarvis, what time is it") + silence(1.0))
+        sp.feeder.feed(speech("hey jarvis") + speech("what time is it") + silence(1.0))
         await sp.emu.wait_frames("activity_end", timeout=30)
         # after the reply a second turn opens by itself...
         await sp.emu.wait_frames("activity_start", n=2, timeout=30)
@@ -146,7 +146,7 @@ async def test_missing_capture_device_is_reported_and_reopened(tmp_path, models_
         await sp.wait(lambda: "capture" not in sp.d.problems, timeout=30, what="capture recovered")
         await sp.wait(lambda: sp.d.state == State.IDLE, timeout=5, what="idle")
         assert sp.rgb() == DIM_BLUE
-        sp.feeder.feed(speech("hey jarvis, hello") + silence(1.0))
+        sp.feeder.feed(speech("hey jarvis") + speech("hello") + silence(1.0))
         await sp.emu.wait_frames("activity_start", timeout=30)
 
 
@@ -155,7 +155,7 @@ async def test_wake_suppressed_while_playing_when_configured(tmp_path, models_di
     scenario = Scenario([[{"tone": {"hz": 440, "ms": 6000}}], [{"tone": {"hz": 300, "ms": 300}}]])
     async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario,
                        wake={"suppress_while_playing": suppress}) as sp:
-        sp.feeder.feed(speech("hey jarvis, play a tone") + silence(1.0))
+        sp.feeder.feed(speech("hey jarvis") + speech("play a tone") + silence(1.0))
         await sp.wait(lambda: sp.d.state == State.SPEAKING, timeout=30, what="speaking")
         sp.feeder.feed(speech("hey jarvis") + silence(1.0))
         await asyncio.sleep(3.0)
@@ -166,7 +166,7 @@ async def test_wake_suppressed_while_playing_when_configured(tmp_path, models_di
 async def test_mute_during_a_reply_stops_it_and_unmute_is_idle(tmp_path, models_dir, monkeypatch):
     scenario = Scenario([[{"tone": {"hz": 440, "ms": 6000}}]])
     async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario) as sp:
-        sp.feeder.feed(speech("hey jarvis, play a tone") + silence(1.0))
+        sp.feeder.feed(speech("hey jarvis") + speech("play a tone") + silence(1.0))
         await sp.wait(lambda: sp.d.state == State.SPEAKING, timeout=30, what="speaking")
         sp.d.set_muted(True)
         assert sp.d.state == State.MUTED

@@ -13,7 +13,8 @@ from .conftest import speech
 
 
 async def _turn(rig, text):
-    rig.speak(speech(text), pad_s=2.0)
+    wake, _, command = text.partition(", ")
+    rig.speak(speech(wake) + speech(command), pad_s=2.0)
     await rig.wait_state("thinking", "speaking", timeout=30)
     return await rig.wait_state("idle", timeout=60)
 

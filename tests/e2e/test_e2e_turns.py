@@ -48,7 +48,7 @@ async def test_wake_turn_reply_and_tool_call(tmp_path, models_dir):
         assert rig.emu.frames_of("activity_start") == []
         assert rig.emu.frames_of("audio") == []
 
-        utterance = speech("hey jarvis, turn on the kitchen light")
+        utterance = speech("hey jarvis") + speech("turn on the kitchen light")
         wake_len = len(speech("hey jarvis"))
         rig.speak(utterance, pad_s=2.0)
         await rig.wait_state("thinking", "speaking", timeout=30)
@@ -104,7 +104,7 @@ async def test_reply_stops_on_interruption_and_barge_in(tmp_path, models_dir, ho
     await rig.start()
     try:
         full = await sim_speech.say(LONG, cache_dir=rig.root / "certs" / "tts")
-        rig.speak(speech("hey jarvis, tell me a story"), pad_s=2.0)
+        rig.speak(speech("hey jarvis") + speech("tell me a story"), pad_s=2.0)
         await rig.wait_state("speaking", timeout=40)
         await asyncio.sleep(1.0)
         if how == "interrupted":
