@@ -231,6 +231,19 @@ class LiveSession:
             self._link.reply_audio = False
         await self._flush_turn()
 
+    async def send_context(self, text: str) -> None:
+        """Tell the model something (e.g. "the doorbell button was pressed") without asking for a reply.
+
+        Sent as client content with turn_complete=False; dropped (and counted) while disconnected:
+        a sensor change that old is not worth replaying.
+        """
+        link = self._link
+        if link is None or link.ended.is_set():
+            self._stats["context_dropped"] = self._stats.get("context_dropped", 0) + 1
+            return
+        await self._send(link, link.session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=False))
+
     async def send_tool_responses(self, responses: list[types.FunctionResponse]) -> None:
         link = self._link
         if link is None or link.ended.is_set():

@@ -176,3 +176,62 @@ async def test_mute_during_a_reply_stops_it_and_unmute_is_idle(tmp_path, models_
         sp.d.set_muted(False)
         assert sp.d.state == State.IDLE and sp.d.conv.state == State.IDLE
         assert sp.rgb() == DIM_BLUE
+
+
+async def test_input_changes_are_told_to_the_model_and_published(tmp_path, models_dir, monkeypatch):
+    motion = {"name": "hall_motion", "kind": "motion_sensor", "pin": 24, "description": "motion in the hall",
+              "room": "hall", "tell_model": True}
+    async with speaker(tmp_path, models_dir, monkeypatch, gpio={"devices": [*DEMO_DEVICES, motion]}) as sp:
+        sub = sp.d.events.subscribe()
+        sp.pin(24).drive_high()  # motion
+        frames = await sp.emu.wait_frames("client_content", timeout=10)
+        content = frames[0].data
+        assert "hall_motion" in str(content) and "motion in the hall" in str(content)
+        assert not (content.get("turn_complete") or content.get("turnComplete"))  # context: no reply asked
+        await asyncio.sleep(0.5)
+        assert sp.emu.frames_of("activity_start") == [] and sp.emu.turns_received == 0
+        # and home-automation scripts following the events saw it
+        while True:
+            ev = await asyncio.wait_for(sub.get(), 5)
+            if ev.get("event") == "gpio":
+                assert ev["name"] == "hall_motion" and ev["value"] in (True, 1)
+                break
+
+
+async def test_watchdog_pings_only_while_the_threads_live_and_stop_releases_gpio(tmp_path, models_dir,
+                                                                                   monkeypatch):
+    from tests.service.notify_receiver import NotifyReceiver
+
+    rx = NotifyReceiver(tmp_path / "notify.sock")
+    rx.start()
+    monkeypatch.setenv("NOTIFY_SOCKET", rx.address)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a ping every 0.5 s
+    try:
+        async with speaker(tmp_path, models_dir, monkeypatch) as sp:
+            await asyncio.to_thread(rx.wait_for, "READY", 20)
+            await asyncio.sleep(2.0)
+            before = len([m for m in rx.messages() if "WATCHDOG" in m])
+            assert before >= 2
+            # the capture thread hangs (its heartbeat stops): the pings stop, so systemd restarts us
+            monkeypatch.setattr(sp.d.capture, "alive", lambda: 0.0)
+            await asyncio.sleep(1.0)
+            n1 = len([m for m in rx.messages() if "WATCHDOG" in m])
+            await asyncio.sleep(2.0)
+            n2 = len([m for m in rx.messages() if "WATCHDOG" in m])
+            assert n2 == n1, "pings went on while the capture thread was hung"
+            monkeypatch.undo()
+            monkeypatch.setenv("NOTIFY_SOCKET", rx.address)
+            await asyncio.sleep(2.0)
+            assert len([m for m in rx.messages() if "WATCHDOG" in m]) > n2, "pings did not resume"
+            sp.d.gpio.set("kitchen_light", True)
+            sp.d.gpio.set("fan", True)
+            assert sp.pin(17).state == 1 and sp.pin(27).state == 0  # the fan's relay is active low
+            pins = (sp.pin(17), sp.pin(27))
+        # stopped: outputs driven to their safe values (off: low for the LED, high for the active-low
+        # relay) before the pins are released (an input reads 0 on a mock pin)
+        light, fan = ([s.state for s in p.states] for p in pins)
+        assert light[-2:] == [1, 0]
+        assert fan[-3:] == [0, 1, 0] and pins[1].function == "input"
+        assert any("STOPPING" in m for m in rx.messages())
+    finally:
+        rx.stop()
