@@ -58,7 +58,20 @@ async def test_edgectl_commands_against_the_daemon(served):
     p = await run("status", check=0)
     assert "idle" in p.stdout and "kitchen_light" in p.stdout
 
+    # edgectl events: one JSON object a line, as things happen
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edged.ctl", "--socket", str(rig.socket), "events",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(1.0)
     p = await run("--json", "gpio", "set", "kitchen_light", "on", check=0)
+    seen = []
+    while not any(e.get("event") == "gpio" for e in seen):
+        line = await asyncio.wait_for(follower.stdout.readline(), 15)
+        seen.append(json.loads(line))
+    gpio_event = next(e for e in seen if e.get("event") == "gpio")
+    assert gpio_event["name"] == "kitchen_light" and gpio_event["value"] in (True, 1)
+    follower.terminate()
+    await follower.wait()
     p = await run("--json", "gpio", "list", check=0)
     assert json.loads(p.stdout)["kitchen_light"]["value"] in (True, 1)
     p = await run("gpio", "set", "no_such_device", "on", check=1)
