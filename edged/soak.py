@@ -307,12 +307,15 @@ async def run_soak(n: int, seed: int, root: Path, models_dir: Path, *, fault_rat
         first = await soak.status()
         mem0 = rig.proc_stats()
         kills: list[dict[str, Any]] = []
+        rss_samples: list[int] = []  # every 50 cycles: growth that levels off is not a leak
         for i, (fault, when) in enumerate(plan):
             if i in kill_at:
                 kills.append(await kill_daemon(rig, rng))
                 log(f"kill -9 #{len(kills)}: {kills[-1]}")
                 mem0 = rig.proc_stats()  # memory: of the last process, from its start
             await soak.cycle(i, fault, when)
+            if (i + 1) % 50 == 0:
+                rss_samples.append(rig.proc_stats()["rss_kb"])
         await soak.wait(lambda s: s["state"] == "idle", RECOVER_TIMEOUT_S, "idle at the end")
         last = await soak.status()
         mem1 = rig.proc_stats()
@@ -322,13 +325,13 @@ async def run_soak(n: int, seed: int, root: Path, models_dir: Path, *, fault_rat
             "faults_injected": dict(soak.faults), "faults_recovered": dict(soak.recovered),
             "capture_vanish_shown": soak.vanish_seen,
             "unrecovered": soak.unrecovered, "failures": soak.failures,
-            "recovery_s_median": _median(soak.recovery_s), "recovery_s_max": max(soak.recovery_s, default=0.0),
+            "recovery_s_median": _median(soak.recovery_s), "recovery_s_max": round(max(soak.recovery_s, default=0.0), 2),
             "recoveries": soak.recoveries(first, last),
             "emulator_turns_received": rig.emu.turns_received, "player_replies": last["audio"]["playback"]["replies"],
             "conversation": {k: last["conversation"][k] for k in ("turns", "turns_completed", "barge_ins",
                                                                    "interruptions", "no_speech", "send_drops")},
             "rss_kb_start": mem0["rss_kb"], "rss_kb_end": mem1["rss_kb"], "fds_start": mem0["fds"],
-            "fds_end": mem1["fds"], "daemon_exited": soak.exited, "daemon_kills": kills,
+            "fds_end": mem1["fds"], "rss_kb_every_50": rss_samples, "daemon_exited": soak.exited, "daemon_kills": kills,
             "violations": [v for c in rig.emu.connections for v in c.violations],
         })
     except SoakError as exc:
@@ -431,7 +434,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [f"- **ABORTED**: {report['aborted']}"]
         for key in ("attempted", "completed", "lost_with_fault_during", "lost_without_excuse", "faults_injected",
                     "faults_recovered", "unrecovered", "failures", "recoveries", "recovery_s_median",
-                    "recovery_s_max", "emulator_turns_received", "player_replies", "conversation",
+                    "recovery_s_max", "rss_kb_every_50", "emulator_turns_received", "player_replies", "conversation",
                     "daemon_exited", "daemon_kills", "violations"):
             if key in report:
                 lines.append(f"- {key.replace('_', ' ')}: {report[key]}")
