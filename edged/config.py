@@ -397,5 +397,22 @@ def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> 
         os.close(dfd)
 
 
+def remove_stale_temps(path: str | os.PathLike[str]) -> int:
+    """Delete temp files that write_atomic left behind when its process was killed mid-write.
+
+    Only for files with a single writer (the daemon's own state): another writer's temp file
+    would be taken from under it.
+    """
+    path = Path(path)
+    removed = 0
+    for stale in path.parent.glob(f".{path.name}.*"):
+        try:
+            stale.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def save(cfg: Config, path: str | os.PathLike[str] | None = None) -> None:
     write_atomic(path or cfg.path, cfg.to_toml())

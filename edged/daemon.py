@@ -161,6 +161,8 @@ class Daemon:
         if old is not None:
             await old.stop()
         parts.start_live(self)
+        if old is not None:
+            self.live.adopt_counters(old)
         self.spawn(self.live.run(), "edged-live")
 
     # ---- state -----------------------------------------------------------------------------------

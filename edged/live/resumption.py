@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import write_atomic
+from ..config import remove_stale_temps, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class HandleStore:
         self.max_age_s = max_age_s
 
     def load(self) -> Handle | None:
+        removed = remove_stale_temps(self.path)  # from a kill -9 during a save: never the state itself
+        if removed:
+            log.info("removed %d unfinished handle file(s) left by an earlier crash", removed)
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:

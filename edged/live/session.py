@@ -160,6 +160,14 @@ class LiveSession:
     def connected(self) -> bool:
         return self._link is not None and not self._link.ended.is_set()
 
+    def adopt_counters(self, old: LiveSession) -> None:
+        """Carry the counters of the session this one replaces (a reload), so status keeps counting."""
+        for key, value in old._stats.items():
+            if isinstance(value, int) and not isinstance(value, bool) and key != "last_close_code":
+                self._stats[key] = self._stats.get(key, 0) + value
+        self._stats["last_close_code"] = old._stats.get("last_close_code")
+        self._stats["last_close_reason"] = old._stats.get("last_close_reason", "")
+
     def status(self) -> dict[str, Any]:
         out = dict(self._stats)
         out["connected"] = self.connected

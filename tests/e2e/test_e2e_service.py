@@ -97,12 +97,22 @@ async def test_edgectl_commands_against_the_daemon(served):
     p = await run("config", "validate", str(bad), check=78)
     assert f"{bad}: wake.threshold" in p.stderr
 
+    # a change to the live section reconnects (resuming the one session) and status keeps counting
+    before = (await rig.status())["live"]
+    conns = len(rig.emu.connections)
+    await run("config", "set", "live.voice", "Kore", check=0)
+    new_conn = (await rig.emu.wait_connections(conns + 1, timeout=15))[-1]
+    assert new_conn.resumed and new_conn.setup is not None and "Kore" in json.dumps(new_conn.setup)
+    after = (await rig.status())["live"]
+    assert after["resumes"] >= before["resumes"] + 1 and after["fresh_starts"] >= before["fresh_starts"]
+
     # reload with a broken file is refused, the old config stays
-    rig.config_path.write_text(before.replace("threshold = 0.6", "threshold = 9"))
+    good = rig.config_path.read_text()
+    rig.config_path.write_text(good.replace("threshold = 0.6", "threshold = 9"))
     p = await run("reload", check=1)
     assert "wake.threshold" in p.stderr
     assert (await rig.status())["wake"]["threshold"] == 0.6
-    rig.config_path.write_text(before)
+    rig.config_path.write_text(good)
     await run("reload", check=0)
 
     # snapshot, mute, wake, session reset

@@ -164,3 +164,15 @@ async def test_stop_while_connecting_ends_run(emu, tmp_path):
     async with aio.timeout(10):
         await task
     assert s.status()["state"] == "stopped" and not s.connected
+
+
+def test_temp_files_left_by_a_killed_save_are_removed_on_load(tmp_path):
+    from edged.live.resumption import HandleStore
+
+    store = HandleStore(tmp_path / "live_handle.json", max_age_s=3600)
+    store.save("h-1")
+    # a save killed between mkstemp and rename leaves its temp file behind
+    (tmp_path / ".live_handle.json.abc123").write_text('{"handle": "h-2", "rec')
+    (tmp_path / "unrelated.txt").write_text("kept")
+    assert store.load().value == "h-1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live_handle.json", "unrelated.txt"]
