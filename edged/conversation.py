@@ -49,7 +49,6 @@ class Conversation:
         self._reply_timer: asyncio.TimerHandle | None = None
         # True from a barge-in until the old reply's interrupted/turnComplete: its audio is stale
         self._discard_reply = False
-        self._reply_audio = False
         self.turn_open = False
         self.state = State.IDLE
         self.stats = {"turns": 0, "turns_completed": 0, "barge_ins": 0, "interruptions": 0,
@@ -96,7 +95,6 @@ class Conversation:
         self._cancel_timers()
         self.turn_open = True
         self.stats["turns"] += 1
-        self._reply_audio = False
         self._enqueue("start", source)
         self._go(State.LISTENING, f"listening (woken by {'the wake word' if source == 'wake' else source})")
 
@@ -144,7 +142,6 @@ class Conversation:
             self._discard_reply = True
         self.stats["text_turns"] += 1
         self.stats["turns"] += 1
-        self._reply_audio = False
         self._enqueue("text", text)
         self._go(State.THINKING, "thinking (text turn)")
         self._arm_reply_timer()
@@ -190,7 +187,6 @@ class Conversation:
     def on_audio(self, pcm: bytes) -> None:
         if self._discard_reply or self.state in (State.MUTED, State.LISTENING):
             return
-        self._reply_audio = True
         self._p.player.write(pcm)
         if self.state != State.SPEAKING:
             self._cancel_timers()
