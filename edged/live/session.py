@@ -46,18 +46,14 @@ from google.genai import types
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..config import LiveConfig
-from ..secrets import Secret, register
+from ..secrets import Secret
 from .backoff import Backoff
 from .resumption import Handle, HandleStore
-from .wslog import ws_logger
+from .wire import AUDIO_MIME, REPLAY_CHUNK, Failure, about_handle, build_client, connect_config, describe
 
 log = logging.getLogger(__name__)
 
 HANDLE_FILE = "live_handle.json"
-PLACEHOLDER_KEY = "edged-emulator-no-key"
-AUDIO_MIME = "audio/pcm;rate=16000"
-REPLAY_CHUNK = 32000  # bytes of 16 kHz audio per message when replaying (1 s)
-MAX_SIZE = 16 * 1024 * 1024
 
 
 class LiveHandler(Protocol):
@@ -102,28 +98,6 @@ class _Link:
         self.goaway_deadline: float | None = None
         self.goaway_timer: asyncio.TimerHandle | None = None
         self.reply_audio = False  # reply audio arrived for the open turn
-
-
-class _Failure(Exception):
-    def __init__(self, kind: str, detail: str, code: int | None = None) -> None:
-        super().__init__(detail)
-        self.kind, self.detail, self.code = kind, detail, code
-
-
-def _describe(exc: BaseException) -> tuple[int | None, str]:
-    if isinstance(exc, genai_errors.APIError):
-        return exc.code, str(exc.details if isinstance(exc.details, str) else exc.message or exc.details)
-    if isinstance(exc, ConnectionClosed):
-        rc = exc.rcvd
-        return (rc.code, rc.reason) if rc else (1006, "connection lost")
-    if isinstance(exc, InvalidStatus):
-        return exc.response.status_code, f"HTTP {exc.response.status_code} at the handshake"
-    return None, f"{type(exc).__name__}: {exc}"
-
-
-def _about_handle(reason: str) -> bool:
-    r = reason.lower()
-    return "handle" in r or "resum" in r or "session" in r
 
 
 class LiveSession:
@@ -278,7 +252,7 @@ class LiveSession:
             await coro
             return True
         except (ConnectionClosed, genai_errors.APIError, OSError) as exc:
-            code, reason = _describe(exc)
+            code, reason = describe(exc)
             log.info("send failed (%s %s): reconnecting", code, reason)
             if not link.ended.is_set():
                 link.error = link.error or exc
@@ -319,42 +293,15 @@ class LiveSession:
 
     # ---- the supervisor ----------------------------------------------------------------------------
     def _client(self) -> genai.Client:
-        args: dict[str, Any] = {"max_size": MAX_SIZE, "ping_timeout": self.cfg.ping_timeout_s,
-                                "ping_interval": self.cfg.ping_interval_s or None,
-                                "logger": ws_logger("edged.live.websockets")}
-        if self.cfg.ca_file:
-            args["ssl"] = ssl.create_default_context(cafile=self.cfg.ca_file)
-        if self._api_key is not None:
-            register(self._api_key)  # the log filters scrub it wherever it might appear
-        key = self._api_key.reveal() if self._api_key is not None else PLACEHOLDER_KEY
-        return genai.Client(api_key=key, http_options=types.HttpOptions(
-            base_url=self.cfg.base_url or None, api_version=self.cfg.api_version, async_client_args=args))
+        return build_client(self.cfg, self._api_key)
 
     def _connect_config(self, handle: Handle | None) -> types.LiveConnectConfig:
-        cfg = self.cfg
         try:
             tools = list(self._tools() or [])
         except Exception:
             log.exception("the tools callable failed: connecting without tools")
             tools = []
-        transcription = types.AudioTranscriptionConfig() if cfg.transcription else None
-        return types.LiveConnectConfig(
-            response_modalities=[types.Modality.AUDIO],
-            realtime_input_config=types.RealtimeInputConfig(
-                automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)),
-            session_resumption=types.SessionResumptionConfig(handle=handle.value if handle else None),
-            context_window_compression=types.ContextWindowCompressionConfig(
-                trigger_tokens=cfg.compression_trigger_tokens,
-                sliding_window=types.SlidingWindow(target_tokens=cfg.compression_target_tokens)),
-            input_audio_transcription=transcription,
-            output_audio_transcription=transcription,
-            speech_config=types.SpeechConfig(
-                voice_config=types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=cfg.voice)),
-                language_code=cfg.language or None),
-            system_instruction=types.Content(parts=[types.Part(text=cfg.system_instruction)])
-            if cfg.system_instruction else None,
-            tools=tools or None,
-        )
+        return connect_config(self.cfg, handle.value if handle else None, tools)
 
     def _emit(self, state: str, detail: str = "") -> None:
         self._stats["state"] = state
@@ -405,7 +352,7 @@ class LiveSession:
                     if self._stopping:
                         break
                     delay = self._after_link()
-                except _Failure as f:
+                except Failure as f:
                     self._stats["last_error"] = f.detail
                     if f.kind == "rejected" and handle is not None and not fallback_used:
                         fallback_used = True
@@ -454,7 +401,7 @@ class LiveSession:
         return delay
 
     async def _connection(self, client: genai.Client, handle: Handle | None, connected_evt: asyncio.Event) -> None:
-        """One connection from connect to close.  Raises _Failure when it could not be established."""
+        """One connection from connect to close.  Raises Failure when it could not be established."""
         self._last_end = ("", "")
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -462,7 +409,7 @@ class LiveSession:
                     session = await stack.enter_async_context(
                         client.aio.live.connect(model=self.cfg.model, config=self._connect_config(handle)))
             except TimeoutError:
-                raise _Failure("transient", f"no setupComplete within {self.cfg.connect_timeout_s:g} s") from None
+                raise Failure("transient", f"no setupComplete within {self.cfg.connect_timeout_s:g} s") from None
             except Exception as exc:
                 raise self._classify_connect(exc, handle) from None
             link = _Link(session, resumed=handle is not None)
@@ -502,41 +449,41 @@ class LiveSession:
         if link.why == "goaway":
             self._last_end = ("goaway", "")
             return
-        code, reason = _describe(link.error) if link.error else (None, link.why)
+        code, reason = describe(link.error) if link.error else (None, link.why)
         self._stats["last_close_code"], self._stats["last_close_reason"] = code, reason
         self._stats["last_error"] = f"{code} {reason}" if code else reason
         if self._turn is not None and link.reply_audio:
             self._safe(self.handler.on_interrupted)  # the partial reply is dropped; the turn is replayed
         self._emit("disconnected", f"{code} {reason}" if code else reason)
         if link.messages == 0 and handle is not None and code not in (None, 1000, 1001, 1006):
-            if code != 1008 or _about_handle(reason):
-                raise _Failure("rejected", f"{code} {reason}", code)
+            if code != 1008 or about_handle(reason):
+                raise Failure("rejected", f"{code} {reason}", code)
         if code == 1007:
             self._last_end = ("fresh", f"{code} {reason}")
-        elif code == 1008 and not _about_handle(reason):
+        elif code == 1008 and not about_handle(reason):
             self._last_end = ("auth", f"{code} {reason}")
         else:
             self._last_end = ("transient", f"{code} {reason}" if code else reason)
 
-    def _classify_connect(self, exc: BaseException, handle: Handle | None) -> _Failure:
-        code, reason = _describe(exc)
+    def _classify_connect(self, exc: BaseException, handle: Handle | None) -> Failure:
+        code, reason = describe(exc)
         detail = f"{code} {reason}" if code else reason
         self._stats["last_close_code"], self._stats["last_close_reason"] = code, reason
         if isinstance(exc, InvalidStatus):
-            return _Failure("auth" if code in (401, 403) else "transient", detail, code)
+            return Failure("auth" if code in (401, 403) else "transient", detail, code)
         if isinstance(exc, genai_errors.APIError):
-            if code == 1008 and not _about_handle(reason):
-                return _Failure("auth", detail, code)
+            if code == 1008 and not about_handle(reason):
+                return Failure("auth", detail, code)
             if handle is not None and code not in (1000, 1001, 1006):
-                return _Failure("rejected", detail, code)
+                return Failure("rejected", detail, code)
             if code == 1007:
-                return _Failure("fresh", detail, code)
-            return _Failure("transient", detail, code)
+                return Failure("fresh", detail, code)
+            return Failure("transient", detail, code)
         if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | ssl.SSLError):
-            return _Failure("offline", detail)
+            return Failure("offline", detail)
         if isinstance(exc, ConnectionRefusedError):
-            return _Failure("offline", detail)
-        return _Failure("transient", detail)
+            return Failure("offline", detail)
+        return Failure("transient", detail)
 
     async def _on_new_link(self, link: _Link) -> None:
         t = self._turn
