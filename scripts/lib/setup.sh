@@ -9,8 +9,13 @@ APT_PACKAGES=(gcc pkg-config libasound2-dev libsystemd-dev espeak-ng sox alsa-ut
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 ensure_system_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() wanted=("${APT_PACKAGES[@]}")
+  # Debian's own python3 needs python3-venv for a venv and python3-dev for the packages that compile
+  local py; py=$(find_python 2>/dev/null) || py=python3
+  if ! "$py" -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; then
+    wanted+=(python3-venv python3-dev)
+  fi
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
