@@ -280,7 +280,13 @@ class Daemon:
 
     def on_live_connection(self, state: str, detail: str) -> None:
         self.live_state = state if not detail else f"{state} ({detail})"
-        fields = {"LIVE_STATE": state}
+        fields: dict[str, Any] = {"LIVE_STATE": state}
+        if self.live is not None:
+            st = self.live.status()
+            if st.get("session_id"):
+                fields["SESSION_ID"] = st["session_id"]
+            if st.get("last_close_code") is not None:
+                fields["CLOSE_CODE"] = st["last_close_code"]
         log.info("live %s %s", state, detail, extra={"fields": fields})
         if state in ("auth_failed", "offline"):
             self.problem("live", f"{state}: {detail}" if detail else state)

@@ -235,3 +235,21 @@ async def test_watchdog_pings_only_while_the_threads_live_and_stop_releases_gpio
         assert any("STOPPING" in m for m in rx.messages())
     finally:
         rx.stop()
+
+
+async def test_journal_fields_carry_state_wake_session_and_close_code(tmp_path, models_dir, monkeypatch, caplog):
+    from edged.service.logs import record_fields
+
+    caplog.set_level("INFO", logger="edged")
+    async with speaker(tmp_path, models_dir, monkeypatch) as sp:
+        sp.feeder.feed(speech("hey jarvis") + speech("hello") + silence(1.0))
+        await sp.emu.wait_frames("activity_end", timeout=30)
+        await sp.emu.close(code=1011, reason="internal error")
+        await sp.emu.wait_connections(2, timeout=15)
+        await sp.wait(lambda: any(record_fields(r).get("CLOSE_CODE") for r in caplog.records), timeout=10,
+                      what="a record with the close code")
+    fields = [record_fields(r) for r in caplog.records]
+    assert any(f.get("EDGED_STATE") == "listening" for f in fields)
+    assert any(f.get("WAKE_MODEL") == "hey_jarvis" and float(f["WAKE_SCORE"]) > 0.5 for f in fields)
+    assert any(f.get("SESSION_ID", "").startswith("sim-") for f in fields)
+    assert any(str(f.get("CLOSE_CODE")) == "1011" for f in fields)
