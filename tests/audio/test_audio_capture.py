@@ -63,10 +63,12 @@ def test_fifo_capture_is_paced_and_converted_from_48k_stereo(tmp_path, alsa):
 
 
 def test_missing_device_is_reported_then_recovers(tmp_path, alsa):
-    (tmp_path / "in.raw").write_bytes(_ramp(16000) + bytes(16000 * 2 * 10))
-    alsa(captures={"other": tmp_path / "in.raw"})  # "mic" does not exist yet
-    # an infile is read at once: the ring holds all of it, so a slow test thread loses nothing
-    ring, status = FrameRing(500), []
+    # a FIFO, paced: an infile would be read at once and then past its end (junk) faster than the
+    # test thread can look, pushing the first frames out of any ring
+    fifo = tmp_path / "mic.fifo"
+    alsa(captures={"other": tmp_path / "unused.raw"})  # "mic" does not exist yet
+    feeder = FifoFeeder(fifo, _ramp(16000)).start()  # waits in the pipe until the device appears
+    ring, status = FrameRing(100), []
     cap = Capture("mic", ring=ring, on_status=lambda s, e: status.append((s, e)), backoff_initial_s=0.05,
                   backoff_max_s=0.2)
     cap.start()
@@ -76,13 +78,14 @@ def test_missing_device_is_reported_then_recovers(tmp_path, alsa):
             time.sleep(0.05)
         assert status and status[0][0] == "failed" and "'mic'" in status[0][1]
         assert ring.get(0.1) is None
-        alsa(captures={"mic": tmp_path / "in.raw"})  # the device appears
+        alsa(captures={"mic": fifo})  # the device appears
         frame = ring.get(10)
         assert frame is not None and frame.pcm == _ramp(16000)[:2560]
         assert ("running", None) in status
         assert time.monotonic() - cap.alive() < 5  # heartbeat moves
     finally:
         cap.stop()
+        feeder.stop()
 
 
 def test_mute_closes_the_pcm_and_reads_nothing(tmp_path, alsa):
