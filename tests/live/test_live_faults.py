@@ -184,3 +184,17 @@ async def test_drop_mid_turn_while_speaking_replays_after_reconnect(emu, runner)
     got = b"".join(f.payload for f in emu.frames_of("audio", conn=conns[1].n))
     assert got == b"\x01\x02" * 1000 + b"\x03\x04" * 1000
     assert emu.connections[1].violations == []
+
+
+async def test_a_reply_message_over_1_mib_is_received_not_a_disconnect(emu, runner):
+    """websockets closes on messages over its max_size (1 MiB by default): the client raises it."""
+    import base64
+
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    big = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB of audio in one message (4 MiB as base64)
+    await emu.send_raw({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
+        "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(big).decode()}}]}}})
+    await until(lambda: len(h.audio) >= len(big), what="the big message")
+    assert bytes(h.audio[: len(big)]) == big
+    assert s.status()["reconnects"] == 0 and s.connected
