@@ -36,7 +36,7 @@ class Conversation:
     def __init__(self, parts: Any, cfg: Any, set_state: Callable[[State, str], None],
                  publish: Callable[[dict], None]) -> None:
         self._p = parts
-        self._cfg = cfg
+        self.cfg = cfg
         self._set_state = set_state
         self._publish = publish
         max_frames = int(cfg.turn.max_utterance_s / 0.08) + _SEND_SLACK_FRAMES
@@ -224,7 +224,7 @@ class Conversation:
 
     def _after_reply(self) -> None:
         self._go(State.IDLE, "idle")
-        if self._cfg.turn.follow_up_s > 0:
+        if self.cfg.turn.follow_up_s > 0:
             # listen on without the wake word; the no-speech timeout closes it if nobody talks
             self._p.start_turn("follow-up")
 
@@ -271,12 +271,12 @@ class Conversation:
         if self._reply_timer:
             self._reply_timer.cancel()
         loop = asyncio.get_running_loop()
-        self._reply_timer = loop.call_later(self._cfg.turn.reply_timeout_s, self._reply_timed_out)
+        self._reply_timer = loop.call_later(self.cfg.turn.reply_timeout_s, self._reply_timed_out)
 
     def _reply_timed_out(self) -> None:
         self._reply_timer = None
         if self.state == State.THINKING:
-            log.warning("no reply within %.0f s: back to idle", self._cfg.turn.reply_timeout_s)
+            log.warning("no reply within %.0f s: back to idle", self.cfg.turn.reply_timeout_s)
             self._discard_reply = True
             self._go(State.IDLE, "idle (no reply)")
 

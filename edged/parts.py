@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config
-from .errors import EdgedError
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -296,19 +295,5 @@ async def apply(d: Daemon, new: config.Config) -> None:
     if changed & {"live", "gpio", "camera"}:
         # a new setup (model, voice, tools): a new connection, resuming the same conversation
         await d.restart_live()
-    d.conv._cfg = new  # noqa: SLF001 - the conversation reads timings from the current config
-    if changed:
-        d.publish({"event": "reloaded", "sections": sorted(changed)})
-
-
-def check_parts_importable() -> list[str]:
-    problems = []
-    for mod in ("alsaaudio", "openwakeword", "gpiozero"):
-        try:
-            __import__(mod)
-        except ImportError as exc:
-            problems.append(f"{mod}: {exc}")
-    return problems
-
-
-__all__ = ["EdgedError", "apply", "build_events", "build_notifier", "start_all", "stop_all"]
+    d.conv.cfg = new  # the conversation reads its timings from the current config
+    d.publish({"event": "reloaded", "sections": sorted(changed)})

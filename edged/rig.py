@@ -129,10 +129,9 @@ class Rig:
         return log
 
     def _start_feeder(self) -> None:
-        pending = b""
         if self.feeder is not None:
             self.feeder.stop()
-        self.feeder = FifoFeeder(self.fifo, pending).start()
+        self.feeder = FifoFeeder(self.fifo).start()
 
     async def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -17,6 +17,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edged.live.session import HANDLE_FILE
 from edged.rig import Rig
 from edged.sim.scenario import Scenario
 from tests.service.notify_receiver import NotifyReceiver
@@ -115,7 +116,13 @@ async def test_edgectl_commands_against_the_daemon(served):
     rig.config_path.write_text(good)
     await run("reload", check=0)
 
-    # snapshot, mute, wake, session reset
+    # session reset forgets the persisted handle (before the turn below makes a new one)
+    handle_file = rig.state_dir / HANDLE_FILE
+    assert handle_file.exists()
+    await run("session", "reset", check=0)
+    assert not handle_file.exists()  # forgotten: the next connection starts a fresh session
+
+    # snapshot, mute, wake
     out = rig.root / "snap.jpg"
     await run("snapshot", str(out), check=0)
     assert out.read_bytes()[:2] == b"\xff\xd8"
@@ -129,10 +136,6 @@ async def test_edgectl_commands_against_the_daemon(served):
     await rig.wait_state("listening", timeout=10)
     await rig.emu.wait_frames("activity_start", timeout=10)
     await rig.wait_state("idle", timeout=40)  # no speech: the turn ends by itself
-    await run("session", "reset", check=0)
-    handles = list(rig.state_dir.glob("*handle*")) + list(rig.state_dir.glob("*resum*"))
-    assert all(not h.exists() or h.stat().st_size == 0 for h in handles) or not handles
-
     # usage errors and a daemon that is not there
     await run("gpio", check=2)
     proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "edged.ctl", "--socket",

@@ -1,11 +1,11 @@
 """The speaker keeps its Live session across GoAways and restarts, and looks through the camera."""
 
-import asyncio
 import io
 import signal
 
 from PIL import Image
 
+from edged.live.session import HANDLE_FILE
 from edged.rig import Rig
 from edged.sim.scenario import Scenario
 
@@ -45,8 +45,7 @@ async def test_goaway_restart_and_kill9_resume(tmp_path, models_dir):
         # and so does one after kill -9
         await _turn(rig, "hey jarvis, one more thing")
         newest = emu.handles_issued[-1]
-        await emu.wait_for(lambda: (rig.state_dir / "resumption.json").exists() or
-                           any(rig.state_dir.iterdir()), timeout=5)
+        await emu.wait_for(lambda: (rig.state_dir / HANDLE_FILE).exists(), timeout=5)
         await rig.stop_daemon(signal.SIGKILL)
         await rig.start_daemon()
         conns = await emu.wait_connections(4, timeout=15)
@@ -90,6 +89,5 @@ async def test_text_turn_from_edgectl_say(tmp_path, models_dir):
         texts = rig.emu.frames_of("client_content") + rig.emu.frames_of("text")
         assert any("what is the weather" in str(f.data) for f in texts)
         assert rig.emu.frames_of("activity_start") == []
-        await asyncio.sleep(0)
     finally:
         await rig.close()
