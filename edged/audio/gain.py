@@ -35,6 +35,7 @@ class SoftGain:
         self.ramp = max(0, ramp)
         self._current = float(g)
         self._target = float(g)
+        self._step = 0.0  # per frame, fixed when the gain is set
         self._lock = threading.Lock()
 
     @property
@@ -44,6 +45,7 @@ class SoftGain:
     def set(self, g: float) -> None:
         with self._lock:
             self._target = float(g)
+            self._step = abs(self._target - self._current) / self.ramp if self.ramp else 0.0
             if self.ramp == 0:
                 self._current = self._target
 
@@ -52,17 +54,15 @@ class SoftGain:
         if len(pcm) % (2 * self.channels):
             raise ValueError("pcm must hold whole frames")
         with self._lock:
-            cur, target = self._current, self._target
+            cur, target, step = self._current, self._target, self._step
         x = np.frombuffer(pcm, dtype="<i2").reshape(-1, self.channels)
         n = len(x)
         if cur == target or n == 0:
             if target == 1.0:
                 return pcm
             return apply_gain(x, target).astype("<i2").tobytes()
-        step = (target - cur) / self.ramp
         k = np.arange(1, n + 1, dtype=np.float64)
-        g = cur + step * k
-        g = np.minimum(g, target) if step > 0 else np.maximum(g, target)
+        g = np.minimum(cur + step * k, target) if target > cur else np.maximum(cur - step * k, target)
         with self._lock:
             if self._target == target:  # not changed again meanwhile
                 self._current = float(g[-1])
