@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,12 @@ class AudioConfig(_Section):
     capture_buffer_ms: int = Field(2000, ge=160, le=60000)
     jitter_ms: int = Field(120, ge=0, le=2000)
     reopen_backoff_max_s: float = Field(10.0, gt=0, le=600)
+    # Volume 0-100: software gain on a perceptual curve (edged/audio/volume.py), or, when `mixer` names
+    # an ALSA mixer control, that control.  A level changed at run time is kept in the state dir.
+    volume: int = Field(70, ge=0, le=100)
+    volume_step: int = Field(10, ge=1, le=50)  # "up" / "down"
+    mixer: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9 _.,-]*$")  # e.g. "PCM"; empty = software gain
+    mixer_device: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:,=.-]+$")
 
 
 class WakeConfig(_Section):
@@ -111,8 +118,17 @@ INPUT_KINDS = {"button", "motion_sensor", "digital_input"}
 _PIN_RE = re.compile(r"^(GPIO|BCM)?(\d{1,2})$|^(BOARD|J8:|P1:)(\d{1,2})$|^WPI\d{1,2}$", re.I)
 
 
+def device_id(name: str) -> str:
+    """The id a device name stands for: "Kitchen Light" -> "kitchen_light" (accents dropped,
+    lower case, every run of other characters one "_").  The model, MQTT and edgectl use the id."""
+    text = unicodedata.normalize("NFKD", name.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
 class GpioDevice(_Section):
-    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")
+    # a friendly name ("kitchen light"); the id derived from it is what the model and MQTT see
+    name: str = Field(min_length=1, max_length=60)
     kind: DeviceKind
     pin: int | str | None = None
     pins: list[int | str] | None = None  # rgb_led: red, green, blue
@@ -124,6 +140,25 @@ class GpioDevice(_Section):
     bounce_time_s: float | None = Field(None, ge=0, le=5)
     min_interval_s: float = Field(0.0, ge=0, le=3600)  # rate limit for outputs
     tell_model: bool = False  # inputs: send changes to the model as context
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+            raise ValueError("must not contain control characters or line breaks")
+        if name != name.strip():
+            raise ValueError("must not start or end with spaces")
+        ident = device_id(name)
+        if not ident:
+            raise ValueError(f"{name!r} has no letters a-z or digits to make an id from")
+        if len(ident) > 40:
+            raise ValueError(f"its id {ident!r} is longer than 40 characters")
+        return name
+
+    @property
+    def id(self) -> str:
+        """What the model, MQTT and ``edgectl gpio`` call the device: ``device_id(name)``."""
+        return device_id(self.name)
 
     @field_validator("pin")
     @classmethod
@@ -173,6 +208,7 @@ class GpioConfig(_Section):
     talk_button: str = ""  # a button that starts a turn like the wake word
     mute_button: str = ""  # a button that toggles the microphone mute
     devices: list[GpioDevice] = Field(default_factory=list)
+    # status_led .. mute_button name a device by its name or its id; parse() rewrites them to the id
 
 
 
@@ -182,6 +218,31 @@ class CameraConfig(_Section):
     quality: int = Field(80, ge=10, le=100)
     watch_fps: float = Field(1.0, gt=0, le=5)
     watch_max_s: float = Field(60.0, gt=0, le=90)  # audio+video sessions end at 2 min
+
+
+CUE_NAMES = ("wake", "listen_end", "offline", "mute_on", "mute_off", "ring")
+
+
+class CueConfig(_Section):
+    enabled: bool = True
+    file: str = ""  # a custom WAV (PCM, any rate, mono or stereo); empty = the built-in sound
+
+
+class CuesConfig(_Section):
+    volume: int = Field(60, ge=0, le=100)  # cue loudness on the same curve as audio.volume (which applies too)
+    duck: int = Field(30, ge=0, le=100)  # while a cue plays, the reply plays at this % of its level
+    wake: CueConfig = Field(default_factory=CueConfig)  # the wake word was heard
+    listen_end: CueConfig = Field(default_factory=CueConfig)  # end of listening
+    offline: CueConfig = Field(default_factory=CueConfig)  # the assistant cannot be reached
+    mute_on: CueConfig = Field(default_factory=CueConfig)
+    mute_off: CueConfig = Field(default_factory=CueConfig)
+    ring: CueConfig = Field(default_factory=CueConfig)  # a timer or alarm is ringing (looped)
+
+
+class TimersConfig(_Section):
+    max: int = Field(10, ge=1, le=100)  # timers and alarms at once
+    ring_max_s: float = Field(300.0, gt=0, le=3600)  # a ringing timer stops by itself after this
+    missed_max_s: float = Field(3600.0, ge=0, le=7 * 86400)  # due while the daemon was down: rung if this late at most
 
 
 class LogConfig(_Section):
@@ -197,6 +258,8 @@ class Config(_Section):
     control: ControlConfig = Field(default_factory=ControlConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
+    cues: CuesConfig = Field(default_factory=CuesConfig)
+    timers: TimersConfig = Field(default_factory=TimersConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     # where it was loaded from (not a TOML key)
@@ -253,6 +316,8 @@ def _loc(loc: tuple[Any, ...], data: Any) -> str:
                 name = node.get("name") if isinstance(node, dict) else None
             except (KeyError, IndexError, TypeError):
                 pass
+            if not (isinstance(name, str) and name.isprintable()):
+                name = None  # one error, one line
             parts[-1] += f"[{name or item}]" if parts else f"[{item}]"
         else:
             parts.append(str(item))
@@ -278,42 +343,114 @@ def _errors(file: str, exc: ValidationError, data: Any) -> ConfigErrors:
     return ConfigErrors(out)
 
 
-def parse(data: dict[str, Any], file: str = "<config>") -> Config:
-    """Validate a dict (as read from TOML) into a Config, or raise ConfigErrors."""
+def parse(data: dict[str, Any], file: str = "<config>", *, check_files: bool = False) -> Config:
+    """Validate a dict (as read from TOML) into a Config, or raise ConfigErrors.
+
+    ``check_files`` also checks what the config names on this machine: custom wake model paths exist,
+    custom cue WAVs can be played.  ``load()`` does (it reads the daemon's own config on the device).
+    """
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise _errors(file, exc, data) from None
     cfg._path = file
     problems = [ConfigError(file, key, reason) for key, reason in _cross_check(cfg)]
+    if check_files:
+        problems += [ConfigError(file, key, reason) for key, reason in _check_files(cfg)]
     if problems:
         raise ConfigErrors(problems)
+    _canonical_refs(cfg.gpio)
     return cfg
+
+
+_GPIO_REFS = (("status_led", {"led", "pwm_led", "rgb_led"}), ("camera_led", {"led", "pwm_led"}),
+              ("talk_button", {"button"}), ("mute_button", {"button"}))
 
 
 def _cross_check(cfg: Config) -> list[tuple[str, str]]:
     """Checks that span keys; each names the key to fix."""
     out: list[tuple[str, str]] = []
     owner: dict[str, str] = {}
-    by_name: dict[str, GpioDevice] = {}
+    by_id: dict[str, GpioDevice] = {}
     for d in cfg.gpio.devices:
         where = f"gpio.devices[{d.name}]"
-        if d.name in by_name:
+        other = by_id.get(d.id)
+        if other is not None and other.name == d.name:
             out.append((f"{where}.name", f"two devices are named {d.name!r}"))
-        by_name[d.name] = d
+        elif other is not None:
+            out.append((f"{where}.name", f"{other.name!r} and {d.name!r} both make the id {d.id!r}: "
+                                         "rename one of them"))
+        by_id.setdefault(d.id, d)
         for p in d.all_pins():
             key = _pin_key(p)
             if key in owner:
                 out.append((f"{where}.{'pins' if d.pins else 'pin'}", f"pin {p} is already used by {owner[key]!r}"))
             else:
                 owner[key] = d.name
-    for key, kinds in (("status_led", {"led", "pwm_led", "rgb_led"}), ("camera_led", {"led", "pwm_led"}),
-                       ("talk_button", {"button"}), ("mute_button", {"button"})):
+    for key, kinds in _GPIO_REFS:
         ref = getattr(cfg.gpio, key)
-        if ref and (ref not in by_name or by_name[ref].kind not in kinds):
+        dev = by_id.get(device_id(ref)) if ref else None
+        if ref and (dev is None or dev.kind not in kinds):
             out.append((f"gpio.{key}", f"{ref!r} is not a configured {' / '.join(sorted(kinds))} device"))
-    if cfg.gpio.talk_button and cfg.gpio.talk_button == cfg.gpio.mute_button:
+    if cfg.gpio.talk_button and device_id(cfg.gpio.talk_button) == device_id(cfg.gpio.mute_button):
         out.append(("gpio.mute_button", "the talk button cannot also be the mute button"))
+    out += _check_wake_names(cfg.wake.models)
+    return out
+
+
+def _canonical_refs(gpio: GpioConfig) -> None:
+    """status_led & co. may name a device by its friendly name: keep its id, which the parts use."""
+    for key, _ in _GPIO_REFS:
+        ref = getattr(gpio, key)
+        if ref:
+            setattr(gpio, key, device_id(ref))
+
+
+def _check_wake_names(names: list[str]) -> list[tuple[str, str]]:
+    import difflib
+
+    from .audio.models import BUILTIN, MANIFEST
+
+    out: list[tuple[str, str]] = []
+    for i, name in enumerate(names):
+        if name in MANIFEST and name not in BUILTIN.values():
+            out.append((f"wake.models[{i}]", f"{name!r} is a feature model, not a wake word"))
+            continue
+        if name in BUILTIN or name in BUILTIN.values() or _is_model_path(name):
+            continue
+        close = difflib.get_close_matches(name, list(BUILTIN), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        out.append((f"wake.models[{i}]", f"{name!r} is not a built-in wake word ({hint}built-in: "
+                                         f"{', '.join(sorted(BUILTIN))}; or give the path of a .onnx file)"))
+    return out
+
+
+def _is_model_path(name: str) -> bool:
+    return name.endswith(".onnx") or os.sep in name
+
+
+def _check_files(cfg: Config) -> list[tuple[str, str]]:
+    """What the config names on this machine: custom wake models exist, custom cues are playable WAVs."""
+    from .audio.models import BUILTIN, MANIFEST
+
+    out: list[tuple[str, str]] = []
+    for i, name in enumerate(cfg.wake.models):
+        if name in BUILTIN or name in MANIFEST or not _is_model_path(name):
+            continue  # built-in ones are checked by `edged models check` (they are fetched, not configured)
+        path = Path(name).expanduser()
+        if not path.is_file():
+            out.append((f"wake.models[{i}]", f"{path}: no such file"))
+        elif not os.access(path, os.R_OK):
+            out.append((f"wake.models[{i}]", f"{path}: not readable"))
+    files = [(n, getattr(cfg.cues, n).file) for n in CUE_NAMES if getattr(cfg.cues, n).file]
+    if files:
+        from .audio.cues import CueFileError, load_wav
+
+        for n, f in files:
+            try:
+                load_wav(f)
+            except CueFileError as exc:
+                out.append((f"cues.{n}.file", str(exc)))
     return out
 
 
@@ -321,7 +458,9 @@ def default_path() -> str:
     return os.environ.get("EDGED_CONFIG") or DEFAULT_PATH
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
+def load(path: str | os.PathLike[str] | None = None, *, check_files: bool = True) -> Config:
+    """Read and validate a config file.  ``check_files=False`` skips the checks of files it names
+    (custom wake models, cue WAVs): for a file meant for another machine."""
     file = str(path) if path else default_path()
     try:
         raw = Path(file).read_bytes()
@@ -335,7 +474,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(file, "", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", f"TOML syntax: {exc}") from None
-    return parse(data, file)
+    return parse(data, file, check_files=check_files)
 
 
 def get_key(cfg: Config, key: str) -> Any:
@@ -369,7 +508,7 @@ def with_value(cfg: Config, key: str, value: Any) -> Config:
     if parts[-1] not in node:
         raise ConfigError(cfg.path or "<config>", key, "no such key")
     node[parts[-1]] = value
-    return parse(_drop_none(data), cfg.path or "<config>")
+    return parse(_drop_none(data), cfg.path or "<config>", check_files=True)
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:

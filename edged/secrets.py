@@ -111,3 +111,21 @@ def load_api_key(api_key_file: str, config_file: str = "") -> Secret | None:
 def _keep(secret: Secret) -> Secret:
     register(secret)
     return secret
+
+
+NO_KEY_FIX = ("put the key in /etc/edged/gemini-api-key (root, mode 0600; the unit loads it as the "
+              f"{CREDENTIAL_NAME} credential), or set live.api_key_file or $GEMINI_API_KEY, then `edgectl reload`")
+
+
+def missing_key(base_url: str, api_key: Secret | None) -> str | None:
+    """Why the Live part must not connect for lack of a key, or None when it may.
+
+    Google (an empty ``live.base_url``) needs a key: without one the Live part should stay in a
+    "no key" state, connect to nothing and show this text with its fix.  Another endpoint (the
+    local emulator) may be used without a key.
+    """
+    if api_key is not None and api_key.reveal():
+        return None
+    if base_url:
+        return None
+    return f"no API key: {NO_KEY_FIX}"

@@ -66,3 +66,12 @@ def test_log_filter_scrubs_messages_and_tracebacks(monkeypatch, caplog):
     text = caplog.text + "".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert KEY not in text
     assert "***" in text
+
+
+def test_missing_key_says_why_and_how_to_fix(monkeypatch):
+    reason = secrets.missing_key("", None)
+    assert reason is not None and reason.startswith("no API key: ")
+    assert "/etc/edged/gemini-api-key" in reason and "edgectl reload" in reason
+    assert secrets.missing_key("", secrets.Secret("", "empty")) == reason
+    assert secrets.missing_key("", secrets.Secret(KEY, "$GEMINI_API_KEY")) is None
+    assert secrets.missing_key("https://127.0.0.1:8443", None) is None  # the emulator needs none

@@ -6,7 +6,10 @@ marked failed, reported in ``states()`` and rebuilt in the background with
 exponential backoff while the other devices keep working; only a pin factory
 that cannot be loaded at all makes ``start()`` raise :class:`DeviceError`.
 
-Input changes call ``on_input(name, value)`` from gpiozero's threads (or, with
+Devices are keyed by their id (``GpioDevice.id``, derived from the friendly name: "kitchen light"
+is ``kitchen_light``); ``set``/``state``/``device`` also accept the friendly name.
+
+Input changes call ``on_input(device_id, value)`` from gpiozero's threads (or, with
 the mock factory, synchronously from whoever drives the pin): keep it cheap and
 marshal to the event loop with ``loop.call_soon_threadsafe``.
 """
@@ -21,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..config import INPUT_KINDS, OUTPUT_KINDS, GpioConfig, GpioDevice
+from ..config import INPUT_KINDS, OUTPUT_KINDS, GpioConfig, GpioDevice, device_id
 from ..errors import DeviceError, ToolError
 
 log = logging.getLogger(__name__)
@@ -84,7 +87,7 @@ class GpioBank:
         self._own_factory = factory is None
         self._retry_initial = retry_initial_s
         self._retry_max = retry_max_s
-        self._slots: dict[str, _Slot] = {d.name: _Slot(d) for d in cfg.devices}
+        self._slots: dict[str, _Slot] = {d.id: _Slot(d) for d in cfg.devices}
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._retry_thread: threading.Thread | None = None
@@ -130,8 +133,12 @@ class GpioBank:
     # queries -------------------------------------------------------------------
     @property
     def devices(self) -> dict[str, GpioDevice]:
-        """The configured devices by name (config objects)."""
+        """The configured devices by id (config objects)."""
         return {n: s.cfg for n, s in self._slots.items()}
+
+    def resolve(self, name: str) -> str:
+        """The id of a device given by id or friendly name; ToolError when there is none."""
+        return self._slot(name).cfg.id
 
     def device(self, name: str) -> Any:
         """The live gpiozero object (for the status / camera LED), or None while failed."""
@@ -176,10 +183,12 @@ class GpioBank:
 
     # internals -----------------------------------------------------------------
     def _slot(self, name: str) -> _Slot:
-        try:
-            return self._slots[name]
-        except (KeyError, TypeError):
-            raise ToolError(f"no device named {name!r} (devices: {', '.join(self._slots) or 'none'})") from None
+        slot = self._slots.get(name) if isinstance(name, str) else None
+        if slot is None and isinstance(name, str):
+            slot = self._slots.get(device_id(name))
+        if slot is None:
+            raise ToolError(f"no device named {name!r} (devices: {', '.join(self._slots) or 'none'})")
+        return slot
 
     @staticmethod
     def _safe_value(d: GpioDevice) -> Any:
@@ -198,18 +207,18 @@ class GpioBank:
             if word == "toggle":
                 word = "off" if _is_on(dev.value) else "on"
             if word not in ("on", "off"):
-                raise ToolError(f"{d.name}: state must be on, off or toggle (got {value!r})")
+                raise ToolError(f"{d.id}: state must be on, off or toggle (got {value!r})")
             value = word == "on"
         if d.kind == "rgb_led":
             if isinstance(value, bool):
                 return (1.0, 1.0, 1.0) if value else (0.0, 0.0, 0.0)
             if not (isinstance(value, tuple | list) and len(value) == 3):
-                raise ToolError(f"{d.name}: an rgb_led takes on/off or (red, green, blue) levels 0..1")
-            return tuple(_level(d.name, v) for v in value)
+                raise ToolError(f"{d.id}: an rgb_led takes on/off or (red, green, blue) levels 0..1")
+            return tuple(_level(d.id, v) for v in value)
         if d.kind == "pwm_led":
-            return float(value) if isinstance(value, bool) else _level(d.name, value)
+            return float(value) if isinstance(value, bool) else _level(d.id, value)
         if not isinstance(value, bool):
-            raise ToolError(f"{d.name}: a {d.kind} is on or off (got {value!r})")
+            raise ToolError(f"{d.id}: a {d.kind} is on or off (got {value!r})")
         return value
 
     @staticmethod
@@ -237,7 +246,7 @@ class GpioBank:
             except Exception as exc:  # a closed or broken device
                 value = None
                 log.debug("gpio: reading %s failed: %s", d.name, exc)
-        return {"kind": d.kind, "value": value, "room": d.room, "description": d.description,
+        return {"name": d.name, "kind": d.kind, "value": value, "room": d.room, "description": d.description,
                 "ok": slot.dev is not None, "error": slot.error}
 
     def _build(self, slot: _Slot) -> bool:
@@ -263,18 +272,18 @@ class GpioBank:
                                       pin_factory=f)
             elif d.kind == "button":
                 dev = gpiozero.Button(d.pin, pull_up=d.pull_up, bounce_time=d.bounce_time_s, pin_factory=f)
-                dev.when_pressed = self._callback(d.name, True)
-                dev.when_released = self._callback(d.name, False)
+                dev.when_pressed = self._callback(d.id, True)
+                dev.when_released = self._callback(d.id, False)
             elif d.kind == "motion_sensor":
                 # a PIR drives its output itself: no pull, active_high says which level is motion
                 dev = gpiozero.MotionSensor(d.pin, pull_up=None, active_state=d.active_high, pin_factory=f)
-                dev.when_motion = self._callback(d.name, True)
-                dev.when_no_motion = self._callback(d.name, False)
+                dev.when_motion = self._callback(d.id, True)
+                dev.when_no_motion = self._callback(d.id, False)
             else:  # digital_input
                 dev = gpiozero.DigitalInputDevice(d.pin, pull_up=d.pull_up, bounce_time=d.bounce_time_s,
                                                   pin_factory=f)
-                dev.when_activated = self._callback(d.name, True)
-                dev.when_deactivated = self._callback(d.name, False)
+                dev.when_activated = self._callback(d.id, True)
+                dev.when_deactivated = self._callback(d.id, False)
         except Exception as exc:
             self._fail(slot, f"cannot open {_pins_text(d)}: {type(exc).__name__}: {exc}")
             return False

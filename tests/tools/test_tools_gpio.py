@@ -32,7 +32,7 @@ def test_initial_values_and_active_low(bank, factory):
     assert factory.pin(22).state == 1  # relay active_low: off is a high pin
     st = bank.states()
     assert st["heater"]["value"] is False and st["desk_lamp"]["value"] == pytest.approx(0.25)
-    assert st["kitchen_light"] == {"kind": "led", "value": False, "room": "kitchen",
+    assert st["kitchen_light"] == {"name": "kitchen_light", "kind": "led", "value": False, "room": "kitchen",
                                    "description": "ceiling light", "ok": True, "error": None}
 
 
@@ -207,3 +207,28 @@ def test_sets_from_many_threads(bank, factory):
         t.join(30)
     assert errors == []
     assert 0 <= factory.pin(18).state <= 1
+
+
+def test_friendly_names_are_keyed_by_id(factory):
+    events: list[tuple[str, object]] = []
+    cfg = GpioConfig(devices=[GpioDevice(name="Kitchen Light", kind="led", pin=17, room="kitchen"),
+                              GpioDevice(name="front door bell", kind="button", pin=24)])
+    b = GpioBank(cfg, lambda n, v: events.append((n, v)), factory=factory)
+    b.start()
+    try:
+        assert list(b.devices) == ["kitchen_light", "front_door_bell"]
+        assert list(b.states()) == ["kitchen_light", "front_door_bell"]
+        assert b.states()["kitchen_light"]["name"] == "Kitchen Light"
+        # set by id, or by the friendly name as a person would type it
+        b.set("kitchen_light", True)
+        assert factory.pin(17).state == 1
+        b.set("kitchen light", False)
+        assert factory.pin(17).state == 0
+        assert b.resolve("Kitchen Light") == "kitchen_light"
+        with pytest.raises(ToolError, match="no device named 'bedroom light' .devices: kitchen_light, front_door_bell"):
+            b.set("bedroom light", True)
+        # inputs report the id
+        factory.pin(24).drive_low()
+        assert wait_for(lambda: events == [("front_door_bell", True)])
+    finally:
+        b.stop()
