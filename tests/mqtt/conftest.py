@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -67,11 +68,13 @@ class Broker:
 
     def start(self) -> None:
         if not Path(MOSQUITTO).exists():
-            pytest.skip("mosquitto is not installed (scripts/test installs it: apt-get install mosquitto)")
+            pytest.fail("mosquitto is not installed (scripts/test installs it; or: apt-get install mosquitto)")
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence false\n"
+            # run as root (tests as root), mosquitto would switch to its own user and lose the test's files
+            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "") +
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             f"{self.extra}\n")
