@@ -125,7 +125,8 @@ async def _maybe_await(value: Any) -> Any:
 class SpeakerAdapter:
     """A SpeakerPort over a GpioBank, an EventHub and the daemon's actions.
 
-    ``gpio`` may be None (no devices).  ``events`` is anything with ``subscribe()`` /
+    ``gpio`` is the GpioBank, None (no devices), or a function returning the current one (for a
+    daemon whose reload replaces the bank).  ``events`` is anything with ``subscribe()`` /
     ``unsubscribe(sub)`` / ``publish(event)`` (the daemon's EventHub).  Optional parts that the
     daemon lacks (volume, camera, timers) refuse with a clear error.
     """
@@ -175,21 +176,27 @@ class SpeakerAdapter:
     def timers(self) -> list[dict[str, Any]]:
         return list(self._timers())
 
+    def _bank(self) -> Any:
+        g = self._gpio
+        return g() if callable(g) else g
+
     def _reserved(self) -> set[str]:
-        cfg = getattr(self._gpio, "cfg", None)
+        cfg = getattr(self._bank(), "cfg", None)
         return {getattr(cfg, "status_led", ""), getattr(cfg, "camera_led", "")} - {""}
 
     def gpio_devices(self) -> dict[str, GpioDevice]:
-        if self._gpio is None:
+        bank = self._bank()
+        if bank is None:
             return {}
         reserved = self._reserved()
-        return {n: d for n, d in self._gpio.devices.items() if n not in reserved}
+        return {n: d for n, d in bank.devices.items() if n not in reserved}
 
     def gpio_states(self) -> dict[str, dict[str, Any]]:
-        if self._gpio is None:
+        bank = self._bank()
+        if bank is None:
             return {}
         allowed = self.gpio_devices()
-        return {n: s for n, s in self._gpio.states().items() if n in allowed}
+        return {n: s for n, s in bank.states().items() if n in allowed}
 
     # ---- actions -------------------------------------------------------------------------------
     async def set_gpio(self, name: str, value: Any) -> dict[str, Any]:
@@ -198,7 +205,7 @@ class SpeakerAdapter:
             raise ToolError(f"no device named {name!r} may be set from Home Assistant "
                             f"(devices: {', '.join(allowed) or 'none'})")
         # GpioBank.set applies the device's value checks and its min_interval_s rate limit
-        result = await asyncio.to_thread(self._gpio.set, name, value)
+        result = await asyncio.to_thread(self._bank().set, name, value)
         self._events.publish({"event": "gpio", "name": name, "value": result.get("value"), "by": "mqtt"})
         return result
 
