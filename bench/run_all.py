@@ -6,7 +6,8 @@
 Runs, one after the other (never two at once, so they do not steal each other's CPU):
 bench_audio.py (the listening path in-process vs bare openWakeWord), bench_daemon.py (the real
 ``edged run`` process: idle CPU and memory, wake and reply latencies, start-up to READY) and
-bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways).  Medians and
+bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways) and bench_mqtt.py
+(Home Assistant command -> GPIO pin change through a real mosquitto).  Medians and
 ratios come from this run; absolute times are labelled with the machine they were measured on.
 The table goes to stdout and to bench/results/latest.md (or --out).
 """
@@ -53,6 +54,15 @@ def run_live(samples: int, goaways: int) -> dict[str, Any]:
                   "--json", str(out)], 900)
         if not out.exists():
             raise RuntimeError(f"bench_live.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
+
+
+def run_mqtt(samples: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edged-bench-mqtt-") as d:
+        out = Path(d) / "mqtt.json"
+        p = _sub([str(BENCH / "bench_mqtt.py"), "--samples", str(samples), "--json", str(out)], 600)
+        if not out.exists():
+            raise RuntimeError(f"bench_mqtt.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
         return json.loads(out.read_text())
 
 
@@ -129,6 +139,14 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
                      f"turns completed, {lv['replays']} replays, {lv['rejected_resumes']} rejected resumes, "
                      f"all reply audio delivered: {lv['reply_audio_ok']})", "0",
                      _verdict(lv["turns_lost"], 0)))
+    mq = r.get("mqtt")
+    if mq:
+        pin, back = mq["command_to_pin_ms"], mq["command_to_state_ms"]
+        rows.append(("7", "Home Assistant command → GPIO pin change through mosquitto (an aiomqtt client publishes "
+                     "to a light's command topic, QoS 1 → the mock pin changes); and → the new state back at "
+                     "the client (includes the broker's Nagle delay: mosquitto set_tcp_nodelay is off by default)",
+                     f"{_ms(pin)}; state back median {back['median']:.1f} ms, p95 {back['p95']:.1f} ms",
+                     f"p95 ≤ {mq['goal_p95_ms']:g} ms", _verdict(pin["p95"], mq["goal_p95_ms"])))
     if i:
         extra = f"; listening path alone in-process: {a['rss_listening_mb']} MB" if a else ""
         rows.append(("5", "Resident memory of the idle daemon, models loaded (VmRSS / peak VmHWM)",
@@ -160,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     q = a.quick
     models = Path(a.models)
     n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
-         "live_samples": 5 if q else 30, "goaways": 20 if q else 100}
+         "live_samples": 5 if q else 30, "goaways": 20 if q else 100, "mqtt_samples": 50 if q else 200}
     t0 = time.monotonic()
     results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n}
     errors: dict[str, str] = {}
@@ -179,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     _step("turns", part("turns", n=n["turns"]), daemon, errors)
     _step("startup", part("startup", n=n["starts"]), daemon, errors)
     _step("live", lambda: run_live(n["live_samples"], n["goaways"]), results, errors)
+    _step("mqtt", lambda: run_mqtt(n["mqtt_samples"]), results, errors)
     elapsed = time.monotonic() - t0
     results["errors"] = errors
     results["elapsed_s"] = round(elapsed, 1)

@@ -243,6 +243,57 @@ class TimersConfig(_Section):
     max: int = Field(10, ge=1, le=100)  # timers and alarms at once
     ring_max_s: float = Field(300.0, gt=0, le=3600)  # a ringing timer stops by itself after this
     missed_max_s: float = Field(3600.0, ge=0, le=7 * 86400)  # due while the daemon was down: rung if this late at most
+_TOPIC_RE = re.compile(r"^[^#+\x00]+$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class MqttConfig(_Section):
+    """Home Assistant over MQTT (edged.mqtt); off unless ``enabled``."""
+
+    enabled: bool = False
+    host: str = ""
+    port: int = Field(0, ge=0, le=65535)  # 0 = 1883, or 8883 with tls
+    tls: bool = False
+    ca_file: str = ""  # PEM of the broker's CA; empty = the system's trust store
+    cert_file: str = ""  # client certificate (PEM), optional
+    key_file: str = ""  # its private key (PEM)
+    username: str = ""
+    password_file: str = ""  # the password is read from this file, never written in the config
+    client_id: str = Field("", max_length=128, pattern=r"^[ -~]*$")  # empty = "edged-<device id>"
+    device_id: str = ""  # empty = derived from /etc/machine-id (stable across restarts)
+    discovery_prefix: str = Field("homeassistant", min_length=1)
+    base_topic: str = ""  # empty = "edged/<device id>"
+    device_name: str = ""  # empty = "edged on <hostname>"
+    share_transcripts: bool = False  # publish what was said (privacy: off)
+    camera: bool = False  # offer a camera entity with snapshots (privacy: off)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    backoff_initial_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("discovery_prefix", "base_topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if v and (not _TOPIC_RE.match(v) or v.startswith("/") or v.endswith("/") or "//" in v):
+            raise ValueError(f"{v!r} is not a usable topic (no '#', '+', leading, trailing or double '/')")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if "://" in v or "/" in v or " " in v:
+            raise ValueError(f"{v!r} is not a host name or address (no scheme, path or spaces: set tls and port)")
+        return v
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, v: str) -> str:
+        if v and not _ID_RE.match(v):
+            raise ValueError("only letters, digits, '_' and '-' (Home Assistant's discovery topics allow no more)")
+        return v
+
+    @property
+    def broker_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
 
 
 class LogConfig(_Section):
@@ -260,6 +311,7 @@ class Config(_Section):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     cues: CuesConfig = Field(default_factory=CuesConfig)
     timers: TimersConfig = Field(default_factory=TimersConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     # where it was loaded from (not a TOML key)
@@ -395,6 +447,7 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
     if cfg.gpio.talk_button and device_id(cfg.gpio.talk_button) == device_id(cfg.gpio.mute_button):
         out.append(("gpio.mute_button", "the talk button cannot also be the mute button"))
     out += _check_wake_names(cfg.wake.models)
+    out += _mqtt_check(cfg.mqtt)
     return out
 
 
@@ -451,6 +504,27 @@ def _check_files(cfg: Config) -> list[tuple[str, str]]:
                 load_wav(f)
             except CueFileError as exc:
                 out.append((f"cues.{n}.file", str(exc)))
+    return out
+
+
+def _mqtt_check(m: MqttConfig) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if m.enabled and not m.host:
+        out.append(("mqtt.host", "required when mqtt.enabled is true"))
+    if m.cert_file and not m.key_file:
+        out.append(("mqtt.key_file", "required with cert_file (the client certificate's private key)"))
+    if m.key_file and not m.cert_file:
+        out.append(("mqtt.cert_file", "required with key_file"))
+    for key in ("ca_file", "cert_file", "key_file"):
+        if getattr(m, key) and not m.tls:
+            out.append((f"mqtt.{key}", "needs mqtt.tls = true"))
+    for key in ("ca_file", "cert_file", "key_file", "password_file"):
+        if getattr(m, key) and not os.path.isabs(getattr(m, key)):
+            out.append((f"mqtt.{key}", "must be an absolute path"))
+    if m.password_file and not m.username:
+        out.append(("mqtt.username", "required with password_file"))
+    if m.backoff_initial_s > m.backoff_max_s:
+        out.append(("mqtt.backoff_initial_s", "must not exceed backoff_max_s"))
     return out
 
 

@@ -1,0 +1,245 @@
+"""A real mosquitto per test module, a Home Assistant stand-in (aiomqtt), and the bridge over a
+real SpeakerAdapter on a real GpioBank with gpiozero's MockFactory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GPIOZERO_MOCK_REVISION", "d04170")  # a Pi 5, before gpiozero reads it
+
+import aiomqtt
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edged.config import GpioConfig, GpioDevice, MqttConfig
+from edged.mqtt import MqttBridge, SpeakerAdapter
+from edged.service.control import EventHub
+from edged.tools.gpio import GpioBank
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+DEVICES = [
+    dict(name="kitchen_light", kind="led", pin=17, description="Kitchen light"),
+    dict(name="desk_lamp", kind="pwm_led", pin=18),
+    dict(name="mood", kind="rgb_led", pins=[5, 6, 13]),
+    dict(name="heater", kind="relay", pin=22, min_interval_s=30.0),
+    dict(name="beeper", kind="buzzer", pin=23),
+    dict(name="doorbell", kind="button", pin=24),
+    dict(name="hall_motion", kind="motion_sensor", pin=25),
+    dict(name="back_door", kind="digital_input", pin=26),
+    dict(name="status", kind="led", pin=27),  # gpio.status_led: the daemon's, not Home Assistant's
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Broker:
+    """mosquitto as a plain process on 127.0.0.1 with a generated config (no persistence)."""
+
+    def __init__(self, workdir: Path, extra: str = "", anonymous: bool = True) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.extra = extra
+        self.anonymous = anonymous
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = self.dir / "mosquitto.conf"
+        self.log = self.dir / "mosquitto.log"
+
+    def start(self) -> None:
+        if not Path(MOSQUITTO).exists():
+            pytest.fail("mosquitto is not installed (scripts/test installs it; or: apt-get install mosquitto)")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
+            "persistence false\n"
+            # run as root (tests as root), mosquitto would switch to its own user and lose the test's files
+            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "") +
+            f"log_dest file {self.log}\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            f"{self.extra}\n")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+                                   f" {self.log.read_text() if self.log.exists() else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not listen within 10 s")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    b.start()
+    yield b
+    b.stop()
+
+
+async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Wait for pred() to be truthy, with a deadline (generous: the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class HA:
+    """A client playing Home Assistant: subscribes, records every message per topic, publishes."""
+
+    def __init__(self, port: int, **kw: Any) -> None:
+        self.client = aiomqtt.Client("127.0.0.1", port, identifier=f"ha-{os.getpid()}-{id(self)}", **kw)
+        self.msgs: dict[str, list[tuple[bytes, bool]]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> HA:
+        await self.client.__aenter__()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.client.__aexit__(None, None, None)
+
+    async def _read(self) -> None:
+        async for m in self.client.messages:
+            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+            self.msgs[str(m.topic)].append((payload, bool(m.retain)))
+
+    async def sub(self, *topics: str) -> None:
+        await self.client.subscribe([(t, 1) for t in topics])
+
+    async def pub(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
+        await self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def count(self, topic: str) -> int:
+        return len(self.msgs.get(topic, []))
+
+    def last(self, topic: str) -> bytes | None:
+        got = self.msgs.get(topic)
+        return got[-1][0] if got else None
+
+    async def wait(self, topic: str, pred: Callable[[bytes], bool] = lambda p: True, *, after: int = 0,
+                   timeout: float = 10.0) -> bytes:
+        """The first message on ``topic`` (from index ``after``) that satisfies pred."""
+        def found() -> bytes | None:
+            for payload, _ in self.msgs.get(topic, [])[after:]:
+                if pred(payload):
+                    return payload
+            return None
+        got = await until(lambda: found() is not None, timeout, f"a message on {topic}")
+        assert got
+        return found()  # type: ignore[return-value]
+
+
+class Rig:
+    """The bridge over a real SpeakerAdapter: GpioBank on MockFactory, a real EventHub, and the
+    daemon's actions as small recording functions."""
+
+    def __init__(self, cfg: MqttConfig, devices: list[dict] | None = None, *, volume: bool = False,
+                 camera: bool = False) -> None:
+        self.hub = EventHub()
+        self.factory = MockFactory(pin_class=MockPWMPin)
+        self.gpio_cfg = GpioConfig(devices=[GpioDevice(**d) for d in (DEVICES if devices is None else devices)],
+                                   status_led="status" if devices is None else "")
+        self.bank = GpioBank(self.gpio_cfg, self._on_input, factory=self.factory)
+        self.state = "idle"
+        self.muted = False
+        self.calls: dict[str, list[Any]] = defaultdict(list)
+        self.problems: dict[str, str] = {}
+        self.live = "connected"
+        self.level: float | None = 0.5 if volume else None
+        self.timers: list[dict[str, Any]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+        async def snap() -> bytes:
+            self.calls["snapshot"].append(True)
+            return b"\xff\xd8fake-jpeg\xff\xd9"
+
+        self.port = SpeakerAdapter(
+            gpio=self.bank, events=self.hub, state=lambda: self.state, is_muted=lambda: self.muted,
+            set_muted=self._set_muted, start_turn=lambda src: self.calls["turn"].append(src),
+            say=lambda text: self.calls["say"].append(text), live_state=lambda: self.live,
+            problems=lambda: self.problems, timers=lambda: self.timers,
+            get_volume=(lambda: self.level) if volume else None,
+            set_volume=self._set_volume if volume else None, snapshot=snap if camera else None)
+        self.bridge = MqttBridge(cfg, self.port, rediscover_delay_s=(0.05, 0.2))
+
+    def _on_input(self, name: str, value: Any) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.hub.publish, {"event": "gpio", "name": name, "value": value})
+
+    def _set_muted(self, on: bool) -> None:
+        self.calls["mute"].append(on)
+        self.muted = on
+        self.hub.publish({"event": "mute", "muted": on})
+
+    def _set_volume(self, level: float) -> None:
+        self.calls["volume"].append(level)
+        self.level = level
+        self.hub.publish({"event": "volume", "level": level})
+
+    def pin(self, n: int) -> Any:
+        return self.factory.pin(n)
+
+    async def start(self) -> Rig:
+        self.loop = asyncio.get_running_loop()
+        self.bank.start()
+        await self.bridge.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.bridge.stop()
+        self.bank.stop()
+        self.factory.reset()
+
+
+def mqtt_cfg(broker: Broker, device_id: str, **kw: Any) -> MqttConfig:
+    return MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, device_id=device_id,
+                      device_name="Test speaker", backoff_initial_s=0.05, backoff_max_s=0.5, **kw)
+
+
+@pytest.fixture
+async def ha(broker: Broker) -> AsyncIterator[HA]:
+    async with HA(broker.port) as client:
+        yield client

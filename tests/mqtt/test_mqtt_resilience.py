@@ -1,0 +1,108 @@
+"""Failure: the broker restarts, the process holding the client is killed, the broker is away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import HA, Broker, Rig, mqtt_cfg, until
+
+CHILD = Path(__file__).with_name("child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_broker_restart_rediscovery_and_latest_state(broker: Broker) -> None:
+    """The broker restarts without persistence (every retained message lost): the bridge reconnects
+    with backoff, and publishes availability, discovery and the state as it is now; what changed
+    while the broker was away is one slot per topic, the latest value."""
+    r = Rig(mqtt_cfg(broker, "t_restart"), devices=[dict(name="lamp", kind="led", pin=17),
+                                                    dict(name="pir", kind="motion_sensor", pin=25)])
+    await r.start()
+    try:
+        await until(lambda: r.bridge.connected, what="the first connection")
+        broker.stop()
+        await until(lambda: not r.bridge.connected, what="the bridge to notice")
+        for i in range(51):  # the speaker works on; the changes pile up as one slot per topic
+            r.pin(25).drive_high() if i % 2 == 0 else r.pin(25).drive_low()
+            await r.port.set_gpio("lamp", i % 2 == 0)
+        await until(lambda: r.bridge.status()["last_error"], what="the error to be reported")
+        topics = set(r.bridge._dirty)
+        assert len(topics) == len(set(topics)) and len(r.bridge._dirty) <= 20
+        broker.start()
+        async with HA(broker.port) as ha:
+            await ha.sub("homeassistant/device/t_restart/config", "edged/t_restart/#")
+            doc = json.loads(await ha.wait("homeassistant/device/t_restart/config", lambda p: bool(p), timeout=15))
+            assert "gpio_lamp_light" in doc["cmps"]
+            assert await ha.wait("edged/t_restart/availability") == b"online"
+            assert json.loads(await ha.wait("edged/t_restart/gpio/lamp"))["state"] == "ON"
+            # (a MotionSensor samples its pin on a thread of its own: its last change may come a little later)
+            await ha.wait("edged/t_restart/gpio/pir", lambda p: p == b"ON")
+        async with HA(broker.port) as late:  # and it is retained for a Home Assistant that starts later
+            await late.sub("edged/t_restart/gpio/lamp")
+            assert json.loads(await late.wait("edged/t_restart/gpio/lamp"))["state"] == "ON"
+            assert late.msgs["edged/t_restart/gpio/lamp"][0][1] is True
+        assert r.bridge.status()["connects"] == 2 and r.bridge.status()["last_error"] is None
+    finally:
+        if broker.proc is None:
+            broker.start()
+        await r.stop()
+
+
+async def test_kill_9_leaves_offline_through_the_last_will(broker: Broker, ha: HA) -> None:
+    await ha.sub("edged/t_kill/availability")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(CHILD), str(broker.port), "t_kill",
+                                                stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
+        assert line.strip() == b"connected"
+        await ha.wait("edged/t_kill/availability", lambda p: p == b"online")
+        n = ha.count("edged/t_kill/availability")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert await ha.wait("edged/t_kill/availability", after=n) == b"offline"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.wait_for(proc.wait(), 5)
+    # retained: Home Assistant starting later still sees it offline
+    async with HA(broker.port) as late:
+        await late.sub("edged/t_kill/availability")
+        assert await late.wait("edged/t_kill/availability") == b"offline"
+        assert late.msgs["edged/t_kill/availability"][0][1] is True
+
+
+async def test_clean_stop_publishes_offline(broker: Broker, ha: HA) -> None:
+    r = Rig(mqtt_cfg(broker, "t_stop"), devices=[])
+    await r.start()
+    await ha.sub("edged/t_stop/availability")
+    await ha.wait("edged/t_stop/availability", lambda p: p == b"online")
+    await r.stop()
+    await ha.wait("edged/t_stop/availability", lambda p: p == b"offline")
+
+
+async def test_no_broker_the_speaker_works_on(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listens on the port: start() returns at once, the error is reported, commands
+    through the port still work, and the retries back off."""
+    from .conftest import free_port
+
+    class Nowhere:
+        port = free_port()
+
+    r = Rig(mqtt_cfg(Nowhere, "t_nowhere"), devices=[dict(name="lamp", kind="led", pin=17)])  # type: ignore[arg-type]
+    await asyncio.wait_for(r.start(), 2)
+    try:
+        await until(lambda: r.bridge.status()["last_error"], what="the connection error")
+        st = r.bridge.status()
+        assert st["connected"] is False and "refused" in st["last_error"].lower()
+        await r.port.set_gpio("lamp", True)
+        assert r.pin(17).state
+        await until(lambda: r.bridge.status()["next_retry_in_s"] is not None, what="a retry planned")
+    finally:
+        await asyncio.wait_for(r.stop(), 5)
