@@ -198,3 +198,16 @@ async def test_cli_pacing_option(tmp_path):
         stderr=asyncio.subprocess.PIPE, cwd=str(ROOT))
     _, err = await asyncio.wait_for(p.communicate(), 30)
     assert p.returncode == 2 and b"--pacing" in err
+
+
+async def test_setup_refused_is_reported_and_retried_slowly(emu, runner):
+    from edged.sim.rules import INVALID_ARGUMENT
+
+    emu.arm(close_on_setup=(1007, INVALID_ARGUMENT))
+    s, h = runner.start(live_cfg(emu, auth_retry_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.02))
+    await until(lambda: "setup_refused" in h.states(), what="setup_refused")
+    detail = next(v[1] for k, v in h.events if k == "connection" and v[0] == "setup_refused")
+    assert "gemini-3.8-live" in detail and INVALID_ARGUMENT in detail
+    assert await s.wait_connected(15)  # the next attempt (armed faults are one-shot) connects
+    a, b = emu.connections[0].t_open, emu.connections[1].t_open
+    assert b - a >= 0.9 and s.status()["setup_refusals"] == 1
