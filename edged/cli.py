@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--cert-dir", metavar="DIR", help="where the self-signed CA and certificate go")
     sim.add_argument("--record", metavar="FILE", help="write every received frame as JSON lines")
     sim.add_argument("--speed", type=float, default=1.0, help="reply audio pace: 1 = real time, 0 = at once")
+    sim.add_argument("--pacing", choices=["realtime", "google", "instant"],
+                     help="reply audio delivery (default: the scenario's, else realtime); google = bursts "
+                          "faster than real time, as the service sends them")
+    sim.add_argument("--models", metavar="NAMES", help="comma-separated models the key may use "
+                     "(default: every Live model the Gemini API serves)")
     sim.set_defaults(entry="edged.sim.cli:main")
 
     models = sub.add_parser("models", help="install or check the wake-word models")

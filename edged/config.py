@@ -7,6 +7,7 @@ One TOML file (``/etc/edged/edged.toml`` by default; ``--config`` or
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -19,6 +20,9 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, ConfigErrors
+from .live import profiles
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/etc/edged/edged.toml"
 
@@ -28,7 +32,7 @@ class _Section(BaseModel):
 
 
 class LiveConfig(_Section):
-    model: str = "gemini-2.5-flash-native-audio-preview-09-2025"
+    model: str = Field(profiles.DEFAULT_MODEL, min_length=1)  # checked against edged/live/profiles.py
     api_key_file: str = ""
     base_url: str = ""  # empty = Google
     ca_file: str = ""  # PEM trusted for base_url (the emulator's CA)
@@ -51,6 +55,12 @@ class LiveConfig(_Section):
     ping_interval_s: float = Field(20.0, ge=0, le=600)  # 0 = no keep-alive pings
     ping_timeout_s: float = Field(60.0, gt=0, le=600)
     replay_buffer_s: float = Field(30.0, ge=1, le=120)  # turn audio kept to replay after a drop
+    # Optional model features, each checked against the model's profile at load (edged/live/profiles.py):
+    thinking_level: Literal["", "minimal", "low", "medium", "high"] = ""  # "" = the model's default
+    proactive_audio: bool | None = None  # 2.5 native audio only; None = not sent
+    affective_dialog: bool | None = None  # 2.5 native audio only; None = not sent
+    media_resolution: Literal["low", "medium", "high"] = "low"  # camera frames cost tokens
+    google_search: bool = False  # adds the built-in Google Search tool
 
     @model_validator(mode="after")
     def _check(self) -> LiveConfig:
@@ -412,6 +422,8 @@ def parse(data: dict[str, Any], file: str = "<config>", *, check_files: bool = F
     if problems:
         raise ConfigErrors(problems)
     _canonical_refs(cfg.gpio)
+    for note in profiles.notes(cfg.live.model):
+        log.warning("%s: %s", file, note)
     return cfg
 
 
@@ -421,7 +433,7 @@ _GPIO_REFS = (("status_led", {"led", "pwm_led", "rgb_led"}), ("camera_led", {"le
 
 def _cross_check(cfg: Config) -> list[tuple[str, str]]:
     """Checks that span keys; each names the key to fix."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str]] = list(profiles.problems(cfg.live))
     owner: dict[str, str] = {}
     by_id: dict[str, GpioDevice] = {}
     for d in cfg.gpio.devices:

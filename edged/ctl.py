@@ -215,7 +215,9 @@ def _parser() -> argparse.ArgumentParser:
     mute = sub.add_parser("mute", help="microphone mute: on, off, or toggle without argument")
     mute.add_argument("on", nargs="?", choices=["on", "off"])
     sub.add_parser("events", help="print events as JSON lines until Ctrl-C")
-    sub.add_parser("doctor", help="check the installation (works without the daemon)")
+    doc = sub.add_parser("doctor", help="check the installation (works without the daemon)")
+    doc.add_argument("--live", action="store_true",
+                     help="also one short real Live session: set-up, a text turn, a read-only tool call")
     return p
 
 
@@ -276,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         from .service import doctor  # noqa: PLC0415
 
-        return doctor.main(config_path=args.config, socket_path=args.socket, as_json=args.json)
+        return doctor.main(config_path=args.config, socket_path=args.socket, as_json=args.json,
+                           live=getattr(args, "live", False))
     client = ControlClient(socket_path(args), timeout=args.timeout)
     cmd = args.command
     if cmd == "status":

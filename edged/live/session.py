@@ -26,6 +26,17 @@ Behaviour:
   by the server falls back once to a fresh session (logged, ``status()["resume_fallbacks"]``);
   auth failures (HTTP 401/403, close 1008 not about the handle) call ``on_connection("auth_failed")``
   and retry every ``cfg.auth_retry_s``.
+- A model the service refuses (unknown, retired or not enabled for the key: close 1008 "models/X is not
+  found for API version ..., or is not supported for bidiGenerateContent", google/adk-python#3964) calls
+  ``on_connection("model_unavailable", detail)`` naming the model and the fix, and retries every
+  ``cfg.auth_retry_s`` (no reconnect loop).  A setup refused as invalid (1007 "Invalid JSON payload" /
+  "invalid argument" before any message) calls ``on_connection("setup_refused", detail)``, same pace.
+- The setup and every tool response follow the model's profile (:mod:`edged.live.profiles`).
+- Every ``turnComplete`` is summarised first through the optional ``handler.on_turn_end(TurnEnd)``:
+  how much reply audio came since the user's turn ended, tool calls and which are still unanswered,
+  whether it was interrupted, and ``no_answer`` with its reason when the model chose not to answer.
+- A ``sessionResumptionUpdate`` that is not ``resumable`` (sent while the model generates or runs
+  tools, ai.google.dev/api/live#SessionResumptionUpdate) never changes the stored handle.
 - The API key is revealed only to build the client and never logged.
 """
 
@@ -37,6 +48,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,16 +60,59 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ..config import LiveConfig
 from ..secrets import Secret
 from .backoff import Backoff
+from .profiles import DEFAULT_MODEL, lookup
 from .resumption import Handle, HandleStore
-from .wire import AUDIO_MIME, REPLAY_CHUNK, Failure, about_handle, build_client, connect_config, describe
+from .wire import (
+    AUDIO_MIME,
+    REPLAY_CHUNK,
+    Failure,
+    about_handle,
+    about_model,
+    about_setup,
+    adapt_responses,
+    build_client,
+    connect_config,
+    describe,
+)
 
 log = logging.getLogger(__name__)
 
 HANDLE_FILE = "live_handle.json"
 
 
+@dataclass(frozen=True)
+class TurnEnd:
+    """How a generation ended (given to ``handler.on_turn_end`` just before ``on_turn_complete``)."""
+
+    audio_bytes: int  # reply audio (24 kHz PCM) since the user's turn started, or since the last turnComplete
+    tool_calls: int  # tool calls received during this generation
+    pending_tool_calls: tuple[str, ...]  # ids of calls (any generation) still without a response or cancel
+    interrupted: bool  # the server sent `interrupted` during it
+    user_turn: bool  # it answers a turn edged sent (False: the model spoke on its own, e.g. after a tool result)
+
+    @property
+    def no_answer(self) -> bool:
+        """The model chose not to answer: turnComplete, no audio, nothing interrupted, no call running."""
+        return self.audio_bytes == 0 and not self.interrupted and not self.pending_tool_calls
+
+    @property
+    def reason(self) -> str:
+        if self.no_answer:
+            return "no_answer: the model chose not to answer (turnComplete without audio)"
+        if self.audio_bytes == 0 and self.pending_tool_calls:
+            return f"tool_pending: no audio yet, {len(self.pending_tool_calls)} tool call(s) running"
+        if self.interrupted:
+            return "interrupted"
+        return "answered"
+
+
 class LiveHandler(Protocol):
-    """What the session reports, called on the event loop.  Exceptions raised here are logged."""
+    """What the session reports, called on the event loop.  Exceptions raised here are logged.
+
+    Optional (called when the handler has it): ``on_turn_end(info: TurnEnd)`` before ``on_turn_complete``.
+    Connection states given to ``on_connection``: connecting, connected, resumed, disconnected, offline,
+    auth_failed, model_unavailable, setup_refused.
+    """
 
     def on_audio(self, pcm24k: bytes) -> None: ...
     def on_interrupted(self) -> None: ...
@@ -98,6 +153,15 @@ class _Link:
         self.goaway_deadline: float | None = None
         self.goaway_timer: asyncio.TimerHandle | None = None
         self.reply_audio = False  # reply audio arrived for the open turn
+        self.gen_audio = 0  # reply audio bytes in the current generation
+        self.gen_calls = 0
+        self.gen_interrupted = False
+
+    def new_generation(self) -> None:
+        self.reply_audio = False
+        self.gen_audio = 0
+        self.gen_calls = 0
+        self.gen_interrupted = False
 
 
 class LiveSession:
@@ -107,7 +171,9 @@ class LiveSession:
         self._api_key = api_key
         self.store = HandleStore(Path(state_dir) / HANDLE_FILE, cfg.handle_max_age_s)
         self.handler = handler
+        self.profile = lookup(cfg.model)
         self._tools = tools
+        self._open_calls: dict[str, str] = {}  # tool call id -> name, until answered or cancelled
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, cfg.stable_after_s)
         self._turn_limit = int(getattr(cfg, "replay_buffer_s", 30.0) * 32000)
         self._handle: Handle | None = None
@@ -126,7 +192,8 @@ class LiveSession:
             "session_id": None, "last_close_code": None, "last_close_reason": "", "reconnects": 0,
             "resumes": 0, "fresh_starts": 0, "goaways": 0, "auth_failures": 0, "resume_fallbacks": 0,
             "turns_replayed": 0, "audio_dropped_bytes": 0, "video_dropped": 0, "last_error": "",
-            "state": "stopped", "usage": None,
+            "state": "stopped", "usage": None, "model": self.profile.name, "model_failures": 0,
+            "setup_refusals": 0, "no_answers": 0, "tool_calls_running": 0, "last_turn": None,
         }
 
     # ---- public ------------------------------------------------------------------------------------
@@ -183,7 +250,7 @@ class LiveSession:
             return
         self._turn = _Turn("audio", self._turn_limit)
         if self._link is not None:
-            self._link.reply_audio = False
+            self._link.new_generation()
         await self._flush_turn()
 
     async def send_audio(self, pcm16k: bytes) -> None:
@@ -210,7 +277,7 @@ class LiveSession:
     async def send_text(self, text: str) -> None:
         self._turn = _Turn("text", self._turn_limit, text)
         if self._link is not None:
-            self._link.reply_audio = False
+            self._link.new_generation()
         await self._flush_turn()
 
     async def send_context(self, text: str) -> None:
@@ -227,6 +294,12 @@ class LiveSession:
             turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=False))
 
     async def send_tool_responses(self, responses: list[types.FunctionResponse]) -> None:
+        """Send tool results (``scheduling`` is dropped where the model does not take it)."""
+        responses = adapt_responses(responses, self.profile)
+        for r in responses:
+            if r.id is not None:
+                self._open_calls.pop(r.id, None)
+        self._stats["tool_calls_running"] = len(self._open_calls)
         link = self._link
         if link is None or link.ended.is_set():
             self._pending_tool_responses.extend(responses)
@@ -301,7 +374,7 @@ class LiveSession:
         except Exception:
             log.exception("the tools callable failed: connecting without tools")
             tools = []
-        return connect_config(self.cfg, handle.value if handle else None, tools)
+        return connect_config(self.cfg, handle.value if handle else None, tools, self.profile)
 
     def _emit(self, state: str, detail: str = "") -> None:
         self._stats["state"] = state
@@ -368,6 +441,8 @@ class LiveSession:
                                   f.detail, self.cfg.auth_retry_s)
                         self._emit("auth_failed", f.detail)
                         delay = self.cfg.auth_retry_s
+                    elif f.kind in ("model", "setup"):
+                        delay = self._refused(f)
                     else:
                         if f.kind == "fresh" or (f.kind == "rejected" and handle is not None):
                             self._drop_handle()
@@ -383,6 +458,24 @@ class LiveSession:
             self._stats["state"] = "stopped"
             finished.set()
 
+    def _refused(self, f: Failure) -> float:
+        """The service refused the model or the setup: say what to fix, retry slowly (like auth)."""
+        if f.kind == "model":
+            self._stats["model_failures"] += 1
+            detail = (f"live.model {self.profile.name!r} is not available to this key ({f.detail}); fix: set "
+                      f"live.model to a Live model the key can use (`edgectl doctor` lists them; the default "
+                      f"is {DEFAULT_MODEL})")
+            state = "model_unavailable"
+        else:
+            self._stats["setup_refusals"] += 1
+            detail = (f"the service refused the setup for {self.profile.name} ({f.detail}); fix: check the "
+                      f"[live] keys against the model (README, Supported Live models)")
+            state = "setup_refused"
+        self._stats["last_error"] = detail
+        log.error("%s: retrying in %.1f s", detail, self.cfg.auth_retry_s)
+        self._emit(state, detail)
+        return self.cfg.auth_retry_s
+
     def _after_link(self) -> float:
         """Decide the delay after an established connection ended (from self._last_end)."""
         kind, detail = self._last_end
@@ -396,6 +489,8 @@ class LiveSession:
             self._stats["auth_failures"] += 1
             self._emit("auth_failed", detail)
             return self.cfg.auth_retry_s
+        if kind == "model":
+            return self._refused(Failure("model", detail))
         delay = self._backoff.next_delay()
         log.info("Live connection lost (%s): reconnecting in %.2f s", detail, delay)
         return delay
@@ -458,7 +553,9 @@ class LiveSession:
         if link.messages == 0 and handle is not None and code not in (None, 1000, 1001, 1006):
             if code != 1008 or about_handle(reason):
                 raise Failure("rejected", f"{code} {reason}", code)
-        if code == 1007:
+        if code == 1008 and about_model(reason):
+            self._last_end = ("model", f"{code} {reason}")
+        elif code == 1007:
             self._last_end = ("fresh", f"{code} {reason}")
         elif code == 1008 and not about_handle(reason):
             self._last_end = ("auth", f"{code} {reason}")
@@ -472,6 +569,10 @@ class LiveSession:
         if isinstance(exc, InvalidStatus):
             return Failure("auth" if code in (401, 403) else "transient", detail, code)
         if isinstance(exc, genai_errors.APIError):
+            if code == 1008 and about_model(reason):
+                return Failure("model", detail, code)
+            if code == 1007 and about_setup(reason) and handle is None:
+                return Failure("setup", detail, code)
             if code == 1008 and not about_handle(reason):
                 return Failure("auth", detail, code)
             if handle is not None and code not in (1000, 1001, 1006):
@@ -536,6 +637,20 @@ class LiveSession:
                 link.why = link.why or "receive failed"
                 link.ended.set()
 
+    def _turn_end(self, link: _Link, user_turn: bool) -> None:
+        info = TurnEnd(audio_bytes=link.gen_audio, tool_calls=link.gen_calls,
+                       pending_tool_calls=tuple(self._open_calls), interrupted=link.gen_interrupted,
+                       user_turn=user_turn)
+        if info.no_answer:
+            self._stats["no_answers"] += 1
+            log.info("turn complete without audio: %s", info.reason)
+        self._stats["last_turn"] = {"audio_bytes": info.audio_bytes, "tool_calls": info.tool_calls,
+                                    "pending_tool_calls": len(info.pending_tool_calls),
+                                    "no_answer": info.no_answer, "reason": info.reason}
+        fn = getattr(self.handler, "on_turn_end", None)
+        if fn is not None:
+            self._safe(fn, info)
+
     def _maybe_goaway_now(self, link: _Link) -> None:
         if link.goaway_deadline is not None and self._turn is None and not link.ended.is_set():
             link.why = "goaway"
@@ -549,30 +664,47 @@ class LiveSession:
                 for part in sc.model_turn.parts:
                     if part.inline_data and part.inline_data.data:
                         link.reply_audio = True
+                        link.gen_audio += len(part.inline_data.data)
                         self._safe(h.on_audio, part.inline_data.data)
             if sc.input_transcription and sc.input_transcription.text:
                 self._safe(h.on_transcript, "user", sc.input_transcription.text)
             if sc.output_transcription and sc.output_transcription.text:
                 self._safe(h.on_transcript, "model", sc.output_transcription.text)
             if sc.interrupted:
+                link.gen_interrupted = True
                 self._safe(h.on_interrupted)
             if sc.generation_complete:
                 self._safe(h.on_generation_complete)
             if sc.turn_complete:
                 t = self._turn
-                if t is not None and t.ended and t.end_sent:
+                user_turn = t is not None and t.ended and t.end_sent
+                if user_turn:
                     self._turn = None
-                link.reply_audio = False
+                self._turn_end(link, user_turn)
+                link.new_generation()
                 self._safe(h.on_turn_complete)
                 self._maybe_goaway_now(link)
         if msg.tool_call and msg.tool_call.function_calls:
-            self._safe(h.on_tool_call, list(msg.tool_call.function_calls))
+            calls = list(msg.tool_call.function_calls)
+            link.gen_calls += len(calls)
+            for c in calls:
+                if c.id is not None:
+                    self._open_calls[c.id] = c.name or ""
+            while len(self._open_calls) > 64:  # bounded: a model that never sees answers cannot grow it
+                self._open_calls.pop(next(iter(self._open_calls)))
+            self._stats["tool_calls_running"] = len(self._open_calls)
+            self._safe(h.on_tool_call, calls)  # also mid-reply: the reply keeps streaming (NON_BLOCKING)
         if msg.tool_call_cancellation and msg.tool_call_cancellation.ids:
+            for cid in msg.tool_call_cancellation.ids:
+                self._open_calls.pop(cid, None)
+            self._stats["tool_calls_running"] = len(self._open_calls)
             self._safe(h.on_tool_cancel, list(msg.tool_call_cancellation.ids))
         if msg.usage_metadata is not None:
             self._stats["usage"] = msg.usage_metadata.model_dump(exclude_none=True, mode="json")
         upd = msg.session_resumption_update
-        if upd is not None and upd.resumable and upd.new_handle:
+        # resumable false (mid-generation or while tools run) may come with an empty or a stale handle:
+        # resuming there loses data (ai.google.dev/api/live#SessionResumptionUpdate), so keep ours
+        if upd is not None and upd.resumable is True and upd.new_handle:
             handle = Handle(upd.new_handle, time.time(), self._stats["session_id"])
             self._handle, self._handle_loaded = handle, True
             try:

@@ -218,16 +218,35 @@ def check_daemon(cfg: Any, socket_path: str | None, timeout: float) -> Check:
     return Check("daemon", "ok", f"running, state {state}")
 
 
-def run(config_path: str | None = None, socket_path: str | None = None, *, timeout: float = 3.0) -> list[Check]:
+def run(config_path: str | None = None, socket_path: str | None = None, *, timeout: float = 3.0,
+        live: bool = False) -> list[Check]:
     first, cfg = check_config(config_path)
+    endpoint = check_endpoint(cfg, timeout)
     checks = [first, *check_alsa(cfg, timeout), check_models(cfg), check_camera(cfg), check_gpio(cfg),
-              check_api_key(cfg), check_endpoint(cfg, timeout), check_unit(timeout),
+              check_api_key(cfg), endpoint, *_live_checks(cfg, endpoint, timeout, live), check_unit(timeout),
               check_daemon(cfg, socket_path, timeout)]
     return checks
 
 
-def main(config_path: str | None = None, socket_path: str | None = None, as_json: bool = False) -> int:
-    checks = run(config_path, socket_path)
+def _live_checks(cfg: Any, endpoint: Check, timeout: float, live: bool) -> list[Check]:
+    """The service's own answers (edged/service/doctor_live.py), once the endpoint is reachable."""
+    if endpoint.status != "ok" or first_failed(cfg):
+        return []
+    from . import doctor_live  # noqa: PLC0415 - the SDK is imported only when it is needed
+
+    steps = doctor_live.check_models(cfg, max(timeout, 10.0))
+    if live:
+        steps += doctor_live.round_trip(cfg, max(timeout, 20.0))
+    return [Check(s.name, s.status, s.detail, s.fix) for s in steps]
+
+
+def first_failed(cfg: Any) -> bool:
+    return not getattr(cfg, "path", "")  # no valid config was loaded: nothing to ask the service about
+
+
+def main(config_path: str | None = None, socket_path: str | None = None, as_json: bool = False,
+         live: bool = False) -> int:
+    checks = run(config_path, socket_path, live=live)
     if as_json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:

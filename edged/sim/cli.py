@@ -47,6 +47,8 @@ def main(args: Any) -> int:
     cert_dir = getattr(args, "cert_dir", None) or str(Path.home() / ".cache" / "edged" / "sim")
     emu = LiveEmulator(scenario=scenario, host=getattr(args, "host", "127.0.0.1"),
                        port=int(getattr(args, "port", 0) or 0), cert_dir=cert_dir,
-                       speed=float(getattr(args, "speed", 1.0) or 1.0), record=getattr(args, "record", None))
+                       speed=float(getattr(args, "speed", 1.0) or 1.0), record=getattr(args, "record", None),
+                       pacing=getattr(args, "pacing", None),
+                       models=[m for m in args.models.split(",") if m] if getattr(args, "models", None) else None)
     asyncio.run(_serve(emu))
     return 0

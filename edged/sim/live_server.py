@@ -3,7 +3,7 @@
 Public API::
 
     emu = LiveEmulator(scenario=None, host="127.0.0.1", port=0, cert_dir=None, api_key=None,
-                       speed=1.0, record=None)
+                       speed=1.0, record=None, models=None, pacing=None)
     await emu.start()            # or: async with LiveEmulator(...) as emu:
     emu.base_url                 # "https://127.0.0.1:PORT"  -> HttpOptions(base_url=...)
     emu.ca_file                  # PEM to trust: ssl.create_default_context(cafile=emu.ca_file)
@@ -27,6 +27,27 @@ Public API::
 
 Frame kinds: setup, activity_start, audio, activity_end, audio_stream_end, video, text,
 client_content, tool_response, unknown, malformed.
+
+Models and their rules (:mod:`edged.sim.rules`, which cites each): the setup's ``model`` must be one of
+``models`` (default: every Gemini-API model of :mod:`edged.live.profiles` that is not retired), else
+close 1008 with Google's "is not found for API version ..." text (R1); a setup field or value the model
+refuses closes 1007 (R2-R4); ``scheduling`` in a tool response for a model without it closes 1007 (R5);
+functions declared with ``parameters_json_schema`` on 2.5 native audio are called with empty args (R6).
+``GET /{version}/models`` and ``/{version}/models/NAME`` answer as the Gemini API's models endpoint
+(:mod:`edged.sim.models_api`), so ``client.aio.models.list()/get()`` work against the emulator.
+
+Tool calls follow the declared ``behavior`` (else the model's default; undeclared functions: the step's
+``behavior``, default BLOCKING).  BLOCKING: the reply waits for the response.  NON_BLOCKING: the reply
+goes on at once; when the response comes, its ``scheduling`` (default WHEN_IDLE) decides what happens
+to the step's ``then`` steps (a follow-up reply): SILENT none, WHEN_IDLE after the current reply,
+INTERRUPT at once, interrupting it (the FunctionResponseScheduling definitions in google-genai's
+types.py; ai.google.dev/gemini-api/docs/models/gemini-3.8-live: async by default).
+
+Pacing of reply audio: ``realtime`` (``speed`` times real time), ``instant``, or ``google``: bursts of
+``GOOGLE_BURST_S`` of audio sent back to back, ``GOOGLE_RATE`` times faster than real time on average,
+as the service sends them (livekit/agents#3604 "sends audio in bursts"; torkiv-labs/txtCaster#209: a
+25-35 s reply delivered in 8.1 s; umeranjum17/muxr#163 "multi-second PCM bursts faster than" playback).
+Chosen by ``pacing=`` (the CLI's ``--pacing``), else the scenario's ``pacing``, else ``realtime``.
 
 Choices (documented, since Google does not publish them): an unknown or refused resumption handle
 closes the socket with 1008 "resumption handle is invalid"; a resume while the session's previous
@@ -59,13 +80,16 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 from websockets.protocol import State
 
+from ..live.profiles import Profile, bare, live_models, lookup
 from ..live.wslog import ws_logger
-from . import speech
+from . import models_api, rules, speech
 from .certs import ensure_certs
-from .scenario import Scenario, Step
+from .scenario import PACINGS, Scenario, Step
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +99,9 @@ API_VERSIONS = ("v1", "v1beta", "v1alpha")
 CHUNK_MS = 40
 MAX_FRAMES = 50_000
 INVALID_HANDLE = "resumption handle is invalid"
+GOOGLE_BURST_S = 1.0  # audio per burst in pacing "google"
+GOOGLE_RATE = 3.0  # average delivery rate in pacing "google", times real time (txtCaster#209: 3-4x)
+FOLLOW_UPS_MAX = 8
 
 
 @dataclass
@@ -105,6 +132,9 @@ class ConnRecord:
     violations: list[str] = field(default_factory=list)
     tool_responses: list[dict[str, Any]] = field(default_factory=list)
     turns: int = 0
+    model: str = ""  # the setup's model, without "models/"
+    refused: tuple[int, str] | None = None  # (close code, reason) when a rule refused the setup or a message
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # every call sent: id, name, args, behavior
 
 
 @dataclass
@@ -112,6 +142,13 @@ class SimSession:
     id: str
     turns: int = 0
     live: _Conn | None = None
+
+
+def close_reason(reason: str) -> str:
+    """A close reason cut to the 123 bytes a close frame holds (RFC 6455 5.5); Google's are cut too:
+    google/adk-samples#23 shows "... is not supported for bidiGenerateContent. Call ListMod"."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
 
 
 def _get(d: Any, *names: str) -> Any:
@@ -144,6 +181,11 @@ class _Conn:
         self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.send_lock = asyncio.Lock()
+        self.profile: Profile = lookup("")
+        self.setup: dict[str, Any] = {}
+        self.empty_args: set[str] = set()
+        self.follow_ups: dict[str, tuple[Step, ...]] = {}  # NON_BLOCKING call id -> its `then` steps
+        self.when_idle: deque[tuple[Step, ...]] = deque(maxlen=FOLLOW_UPS_MAX)
 
     @property
     def open(self) -> bool:
@@ -153,8 +195,15 @@ class _Conn:
 class LiveEmulator:
     def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
-                 record: str | Path | None = None) -> None:
+                 record: str | Path | None = None, models: list[str] | None = None,
+                 pacing: str | None = None) -> None:
         self.scenario = scenario or Scenario()
+        if pacing is not None and pacing not in PACINGS:
+            raise ValueError(f"pacing must be one of {', '.join(PACINGS)} (got {pacing!r})")
+        self.pacing = pacing
+        # the models this key may use; the default is every Live model the Gemini API still serves
+        self.models: list[str] = ([bare(m) for m in models] if models is not None
+                                  else [p.name for p in live_models() if p.api == "gemini"])
         self.host, self.port = host, port
         self.cert_dir = Path(cert_dir) if cert_dir else None
         self.api_key = api_key
@@ -330,6 +379,9 @@ class LiveEmulator:
     # ---- the connection ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Any) -> Any:
         path = "/" + request.path.split("?")[0].lstrip("/")
+        version, _, rest = path.lstrip("/").partition("/")
+        if version in API_VERSIONS and (rest == "models" or rest.startswith("models/")):
+            return self._models_request(request, version, rest)
         ok_path = (path.startswith(PATH_PREFIX) and path.endswith(PATH_SUFFIX)
                    and path[len(PATH_PREFIX):-len(PATH_SUFFIX)] in API_VERSIONS)
         if not ok_path:
@@ -342,6 +394,23 @@ class LiveEmulator:
             self._notify()
             return connection.respond(HTTPStatus.FORBIDDEN, "API key not valid. Please pass a valid API key.\n")
         return None
+
+    def _models_request(self, request: Any, version: str, rest: str) -> Response:
+        if self.api_key is not None and request.headers.get("x-goog-api-key") != self.api_key:
+            self.handshake_rejections.append((time.monotonic(), 403, "API key not valid"))
+            self._notify()
+            status, obj = 403, {"error": {"code": 403, "message": "API key not valid. Please pass a valid API key.",
+                                          "status": "PERMISSION_DENIED"}}
+        else:
+            query = request.path.partition("?")[2]
+            status, obj = models_api.answer(rest, query, version, self.models)
+        code, data = models_api.body(status, obj)
+        headers = Headers([("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(data))),
+                           ("Connection", "close")])
+        return Response(code.value, code.phrase, headers, data)
+
+    def pacing_mode(self) -> str:
+        return self.pacing or self.scenario.pacing or "realtime"
 
     async def _send(self, c: _Conn, message: dict[str, Any] | str) -> None:
         text = message if isinstance(message, str) else json.dumps(message)
@@ -392,7 +461,7 @@ class LiveEmulator:
 
     async def _reject(self, c: _Conn, code: int, reason: str) -> None:
         c.rec.closed_by = "server"
-        await c.ws.close(code, reason)
+        await c.ws.close(code, close_reason(reason))
 
     async def _serve(self, c: _Conn, faults: dict[str, Any]) -> None:
         rec = c.rec
@@ -414,6 +483,21 @@ class LiveEmulator:
         if faults.get("close_on_setup"):
             code, reason = faults["close_on_setup"]
             return await self._reject(c, code, reason)
+        model = str(_get(setup, "model") or "")
+        rec.model = bare(model)
+        version = rec.path.split(PATH_PREFIX, 1)[-1].split(".", 1)[0] if PATH_PREFIX in rec.path else "v1beta"
+        if rec.model not in self.models:  # R1: unknown, retired or not enabled for this key
+            rec.refused = (1008, rules.not_found(model or "models/", version))
+            self._notify()
+            return await self._reject(c, *rec.refused)
+        c.profile = lookup(rec.model)
+        c.setup = setup
+        refusal = rules.check_setup(setup, c.profile)  # R2-R4
+        if refusal is not None:
+            rec.refused = refusal
+            self._notify()
+            return await self._reject(c, *refusal)
+        c.empty_args = rules.json_schema_functions(setup, c.profile)  # R6
         handle = _get(_get(setup, "sessionResumption", "session_resumption"), "handle")
         if handle:
             rec.handle = handle
@@ -467,11 +551,19 @@ class LiveEmulator:
         elif isinstance(tr, dict):
             responses = _get(tr, "function_responses", "functionResponses") or []
             self._record(n, "tool_response", tr)
+            refusal = rules.check_tool_response(tr, c.profile)  # R5
+            if refusal is not None:
+                c.rec.refused = refusal
+                self._notify()
+                return await self._reject(c, *refusal)
             for r in responses if isinstance(responses, list) else []:
                 c.rec.tool_responses.append(r)
-                fut = c.tool_waits.pop(str(_get(r, "id")), None)
+                cid = str(_get(r, "id"))
+                fut = c.tool_waits.pop(cid, None)
                 if fut is not None and not fut.done():
                     fut.set_result(r)
+                if cid in c.follow_ups:
+                    await self._scheduled(c, c.follow_ups.pop(cid), str(_get(r, "scheduling") or "WHEN_IDLE"))
         else:
             self._record(n, "unknown", msg)
 
@@ -524,6 +616,19 @@ class LiveEmulator:
         c.reply = self._spawn(c, self._reply(c, steps))
         self._notify()
 
+    async def _scheduled(self, c: _Conn, then: tuple[Step, ...], scheduling: str) -> None:
+        """A NON_BLOCKING call's response arrived: its follow-up reply per FunctionResponseScheduling."""
+        if scheduling == "SILENT" or not then:
+            return  # only added to the context
+        busy = c.reply is not None and not c.reply.done()
+        if scheduling == "INTERRUPT" and busy:
+            await self._interrupt(c)
+            busy = False
+        if busy:
+            c.when_idle.append(then)
+        else:
+            c.reply = self._spawn(c, self._reply(c, then))
+
     def _spawn(self, c: _Conn, coro: Any) -> asyncio.Task[Any]:
         t = asyncio.get_running_loop().create_task(coro)
         c.tasks.add(t)
@@ -553,19 +658,34 @@ class LiveEmulator:
     async def _send_audio(self, c: _Conn, pcm: bytes) -> None:
         step = 24000 * 2 * CHUNK_MS // 1000
         start = time.monotonic()
+        mode = self.pacing_mode()
+        speed = self.speed if self.speed > 0 else 0.0
         for i in range(0, len(pcm), step):
             chunk = pcm[i:i + step]
             await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
                 "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}})
-            if self.speed > 0:
-                due = start + (i + len(chunk)) / 48000 / self.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            if mode == "instant" or speed == 0:
+                continue
+            sent = i + len(chunk)  # bytes of 24 kHz S16 audio sent so far (48000 a second)
+            if mode == "google":  # a burst goes out back to back; the next starts when the average allows
+                burst = int(GOOGLE_BURST_S * 48000)
+                if sent % burst:
+                    continue
+                due = start + (sent // burst) * GOOGLE_BURST_S / (GOOGLE_RATE * speed)
+            else:
+                due = start + sent / 48000 / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
         try:
             for s in steps:
+                if s.kind == "no_answer":
+                    # the model chose not to answer (proactive audio, always on for gemini-3.8-live:
+                    # ai.google.dev/gemini-api/docs/models/gemini-3.8-live): turnComplete, no audio
+                    await self._send(c, {"serverContent": {"turnComplete": True}})
+                    return self._next_when_idle(c)
                 if not await self._step(c, s):
                     return
             await self._send(c, {"serverContent": {"generationComplete": True}})
@@ -573,8 +693,14 @@ class LiveEmulator:
             await self._send(c, {"serverContent": {"turnComplete": True},
                                  "usageMetadata": {"promptTokenCount": 10, "responseTokenCount": 20,
                                                    "totalTokenCount": 30}})
+            self._next_when_idle(c)
         except ConnectionClosed:
             pass
+
+    def _next_when_idle(self, c: _Conn) -> None:
+        if c.when_idle and c.open:
+            then = c.when_idle.popleft()
+            c.reply = self._spawn(c, self._reply(c, then))
 
     async def _step(self, c: _Conn, s: Step) -> bool:
         """Run one step; False when the connection ended."""
@@ -591,13 +717,18 @@ class LiveEmulator:
             call_id = f"call-{next(self._calls)}"
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             c.tool_waits[call_id] = fut
-            await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"],
-                                                                 "args": a["args"]}]}})
-            try:
-                await asyncio.wait_for(fut, a["timeout"])
-            except TimeoutError:
-                c.tool_waits.pop(call_id, None)
-                c.rec.violations.append(f"no toolResponse for {call_id} ({a['name']})")
+            args = {} if a["name"] in c.empty_args else a["args"]  # R6
+            behavior = rules.declared_behavior(c.setup, a["name"], c.profile) or a.get("behavior") or "BLOCKING"
+            c.rec.tool_calls.append({"id": call_id, "name": a["name"], "args": args, "behavior": behavior})
+            if behavior == "NON_BLOCKING":
+                c.follow_ups[call_id] = tuple(a.get("then", ()))
+                while len(c.follow_ups) > FOLLOW_UPS_MAX:
+                    c.follow_ups.pop(next(iter(c.follow_ups)))
+            await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"], "args": args}]}})
+            if behavior == "NON_BLOCKING":  # the reply goes on; the response is awaited on the side
+                self._spawn(c, self._await_response(c, call_id, a["name"], fut, a["timeout"]))
+            else:
+                await self._await_response(c, call_id, a["name"], fut, a["timeout"])
         elif s.kind == "await_video":
             with contextlib.suppress(TimeoutError):
                 await self.wait_for(lambda: c.video_since_reply >= a["frames"], a["timeout"])
@@ -617,7 +748,20 @@ class LiveEmulator:
             await asyncio.sleep(a["s"])
         elif s.kind == "interrupted":
             await self._send(c, {"serverContent": {"interrupted": True}})
+        elif s.kind == "resumption_update":
+            # resumable false while the model generates or runs tools, with an empty handle
+            # (ai.google.dev/api/live#SessionResumptionUpdate); `new_handle` lets a test send a stale one
+            await self._send(c, {"sessionResumptionUpdate": {"newHandle": a["new_handle"],
+                                                             "resumable": a["resumable"]}})
         return c.open
+
+    async def _await_response(self, c: _Conn, call_id: str, name: str, fut: asyncio.Future[dict[str, Any]],
+                              timeout: float) -> None:  # noqa: ASYNC109
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            c.tool_waits.pop(call_id, None)
+            c.rec.violations.append(f"no toolResponse for {call_id} ({name})")
 
 
 class LiveEmulatorThread:

@@ -3,6 +3,7 @@
 File format (TOML or JSON, chosen by the suffix ``.json``; anything else is TOML)::
 
     repeat_last = true            # after the last turn: repeat it (default) or use `default`
+    pacing = "google"             # optional: realtime (default) | google (bursts) | instant
     default = [{tone = {hz = 440, ms = 300}}]   # optional; the reply when no turn is left
 
     [[turns]]
@@ -20,7 +21,13 @@ Each step is a table with exactly one key, the step kind:
 ``tone``               ``{hz=440, ms=300}``
 ``input_transcript``   text: ``serverContent.inputTranscription``
 ``output_transcript``  text: ``serverContent.outputTranscription``
-``tool_call``          ``{name, args={}, timeout=30}``: send it, wait for the matching toolResponse
+``tool_call``          ``{name, args={}, timeout=30, behavior, then=[steps]}``: send it; BLOCKING
+                       (its declared behavior, else the model's default; ``behavior`` for
+                       undeclared functions, default BLOCKING) waits for the toolResponse,
+                       NON_BLOCKING goes on at once and plays ``then`` as the response's
+                       scheduling says (see :mod:`edged.sim.live_server`)
+``no_answer``          anything: the model chooses not to answer: ``turnComplete`` only, no audio
+``resumption_update``  ``{resumable=false, new_handle=""}``: a sessionResumptionUpdate now
 ``await_video``        ``{frames=1, timeout=10}``: wait until that many video frames arrived this turn
 ``goaway``             ``{time_left=10}`` seconds (the socket closes with 1011 when it runs out)
 ``close``              ``{code=1000, reason=""}``
@@ -43,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("say", "tone", "input_transcript", "output_transcript", "tool_call", "await_video", "goaway",
-         "close", "drop", "malformed", "sleep", "interrupted")
+         "close", "drop", "malformed", "sleep", "interrupted", "no_answer", "resumption_update")
+PACINGS = ("realtime", "google", "instant")
 
 
 class ScenarioError(ValueError):
@@ -82,8 +90,13 @@ def parse_step(obj: Any, where: str) -> Step:
     if kind == "malformed":
         value = value if value in ("text", "unknown_keys") else "text"
         return Step(kind, {"form": value})
-    if kind in ("drop", "interrupted"):
+    if kind in ("drop", "interrupted", "no_answer"):
         return Step(kind, {})
+    if kind == "resumption_update":
+        value = value if isinstance(value, dict) else {}
+        if not isinstance(value.get("resumable", False), bool) or not isinstance(value.get("new_handle", ""), str):
+            raise ScenarioError(f"{w}: resumable must be true or false, new_handle text")
+        return Step(kind, {"resumable": value.get("resumable", False), "new_handle": value.get("new_handle", "")})
     if kind == "goaway" and not isinstance(value, dict):
         value = {"time_left": value}
     if not isinstance(value, dict):
@@ -96,7 +109,18 @@ def parse_step(obj: Any, where: str) -> Step:
         args = value.get("args", {})
         if not isinstance(args, dict):
             raise ScenarioError(f"{w}: args must be a table")
-        return Step(kind, {"name": value["name"], "args": args, "timeout": _num(w, value, "timeout", 30, 0, 3600)})
+        behavior = value.get("behavior")
+        if behavior not in (None, "BLOCKING", "NON_BLOCKING"):
+            raise ScenarioError(f"{w}: behavior must be BLOCKING or NON_BLOCKING")
+        then = value.get("then", [])
+        if not isinstance(then, list):
+            raise ScenarioError(f"{w}: then must be a list of steps")
+        steps = tuple(parse_step(t, f"{w}.then[{j}]") for j, t in enumerate(then))
+        out: dict[str, Any] = {"name": value["name"], "args": args, "then": steps,
+                               "timeout": _num(w, value, "timeout", 30, 0, 3600)}
+        if behavior:
+            out["behavior"] = behavior
+        return Step(kind, out)
     if kind == "await_video":
         return Step(kind, {"frames": int(_num(w, value, "frames", 1, 1, 10000)),
                            "timeout": _num(w, value, "timeout", 10, 0, 3600)})
@@ -117,8 +141,11 @@ class Scenario:
     """Turns answered in order; after the last, the last repeats (or ``default`` is used)."""
 
     def __init__(self, turns: list[list[Any]] | None = None, *, default: list[Any] | None = None,
-                 repeat_last: bool = True, source: str = "<scenario>") -> None:
+                 repeat_last: bool = True, source: str = "<scenario>", pacing: str | None = None) -> None:
         self.source = source
+        if pacing is not None and pacing not in PACINGS:
+            raise ScenarioError(f"{source}: pacing must be one of {', '.join(PACINGS)} (got {pacing!r})")
+        self.pacing = pacing
         if turns is not None and not isinstance(turns, list):
             raise ScenarioError(f"{source}: turns must be a list")
         self.turns: list[tuple[Step, ...]] = []
@@ -145,11 +172,11 @@ class Scenario:
     def from_obj(cls, obj: Any, source: str = "<scenario>") -> Scenario:
         if not isinstance(obj, dict):
             raise ScenarioError(f"{source}: must be a table with `turns`")
-        unknown = set(obj) - {"turns", "default", "repeat_last"}
+        unknown = set(obj) - {"turns", "default", "repeat_last", "pacing"}
         if unknown:
             raise ScenarioError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
         return cls(obj.get("turns", []), default=obj.get("default"), repeat_last=obj.get("repeat_last", True),
-                   source=source)
+                   source=source, pacing=obj.get("pacing"))
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:

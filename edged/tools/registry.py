@@ -1,7 +1,15 @@
 """Function declarations for the Live API and their dispatch.
 
-The declarations are generated from the configured devices (JSON schemas with
-exact enums and bounds, descriptions naming rooms).  ``call()`` never raises:
+The declarations are generated from the configured devices as the SDK's
+``types.Schema`` in ``parameters`` (exact enums and bounds, descriptions naming
+rooms), the form every Live model honours: 2.5 native-audio models ignore
+``parameters_json_schema`` and send empty args (googleapis/python-genai#1147,
+livekit/agents#2940/#3135/#5560), and 3.x refuses ``additionalProperties``
+inside ``parameters`` with 1007 (livekit/agents#7302), so there is none.
+Unknown arguments are still refused here, in ``call()``.  Each declaration's
+``behavior`` is set per model by :func:`edged.live.wire.adapt_declaration`.
+Each response carries the call's id and the tool's ``scheduling`` (``SCHEDULING``
+below, with the reason); the session drops it for models without scheduling.  ``call()`` never raises:
 every problem becomes a ``FunctionResponse`` whose response is
 ``{"error": "<what was wrong>"}``, with the call's id and name.
 ``cancel(ids)`` honours ``toolCallCancellation``: a cancelled call returns None
@@ -42,6 +50,25 @@ _CANCELLED_KEEP = 256
 
 SendVideo = Callable[[bytes], Awaitable[None]]
 
+# How a NON_BLOCKING call's result enters the conversation (types.FunctionResponseScheduling; on
+# gemini-3.8-live calls are NON_BLOCKING by default, ai.google.dev/gemini-api/docs/models/gemini-3.8-live):
+_S = types.FunctionResponseScheduling
+SCHEDULING: dict[str, types.FunctionResponseScheduling] = {
+    # A device switch: the model usually says "turning it on" while the call runs.  WHEN_IDLE lets it
+    # finish that sentence and confirm ("the kitchen light is on") when it is free, instead of
+    # cutting itself off; nothing the user waits for is lost by the delay.
+    "set_device": _S.WHEN_IDLE,
+    # A read the model needs for its answer ("is the door open?"): the answer is the state itself, so
+    # INTERRUPT stops any filler ("let me check") and speaks the answer at once.  Reads return in
+    # milliseconds, so the interruption lands before much filler was said.
+    "read_devices": _S.INTERRUPT,
+    # One picture for "what do you see": like a read, the answer depends on it: INTERRUPT.
+    "look": _S.INTERRUPT,
+    # Watching runs for seconds while frames stream as video; its result is only a summary (frames
+    # sent, stopped early): WHEN_IDLE, so whatever the model is saying about the frames is not cut.
+    "watch": _S.WHEN_IDLE,
+}
+
 
 def _where(d: GpioDevice) -> str:
     text = d.description or d.name.replace("_", " ")
@@ -81,57 +108,48 @@ class ToolRegistry:
                 name="read_devices",
                 description="Read the current state of devices (lights, switches, buttons, sensors). Devices:\n"
                 + "\n".join(_where(d) for d in self._all.values()),
-                parameters_json_schema={
-                    "type": "object",
-                    "properties": {"devices": {
-                        "type": "array", "items": {"type": "string", "enum": list(self._all)},
-                        "description": "Devices to read; leave out to read all."}},
-                    "additionalProperties": False,
-                }))
+                parameters=_obj({"devices": types.Schema(
+                    type=types.Type.ARRAY, items=types.Schema(type=types.Type.STRING, enum=list(self._all)),
+                    description="Devices to read; leave out to read all.")})))
         if self.camera_enabled:
             assert self.camera is not None
             cam = self.camera.cfg
             out.append(types.FunctionDeclaration(
                 name="look",
                 description="Take one picture with the camera; it arrives as video input right after this call.",
-                parameters_json_schema={"type": "object", "properties": {}, "additionalProperties": False}))
+                parameters=None))  # no arguments: declared by name, as in the Live API tools guide
             out.append(types.FunctionDeclaration(
                 name="watch",
                 description=(f"Watch through the camera for some seconds: {cam.watch_fps:g} frames per second "
                              "arrive as video input; the call answers when watching is over."),
-                parameters_json_schema={
-                    "type": "object",
-                    "properties": {"seconds": {"type": "number", "minimum": 1, "maximum": cam.watch_max_s,
-                                               "description": "How long to watch."}},
-                    "required": ["seconds"],
-                    "additionalProperties": False,
-                }))
+                parameters=_obj({"seconds": types.Schema(type=types.Type.NUMBER, minimum=1, maximum=cam.watch_max_s,
+                                                         description="How long to watch.")}, ["seconds"])))
         return out
 
     def _set_device_decl(self) -> types.FunctionDeclaration:
         dimmable = [n for n, d in self._outputs.items() if d.kind in ("pwm_led", "rgb_led")]
         coloured = [n for n, d in self._outputs.items() if d.kind == "rgb_led"]
-        props: dict[str, Any] = {
-            "device": {"type": "string", "enum": list(self._outputs), "description": "Which device."},
-            "state": {"type": "string", "enum": ["on", "off", "toggle"],
-                      "description": "on, off or toggle; may be left out when brightness or color is given."},
+        t = types.Type
+        props: dict[str, types.Schema] = {
+            "device": types.Schema(type=t.STRING, enum=list(self._outputs), description="Which device."),
+            "state": types.Schema(type=t.STRING, enum=["on", "off", "toggle"], description=(
+                "on, off or toggle; may be left out when brightness or color is given.")),
         }
         if dimmable:
-            props["brightness"] = {"type": "number", "minimum": 0, "maximum": 1,
-                                   "description": f"0 to 1; only for {', '.join(dimmable)}."}
+            props["brightness"] = types.Schema(type=t.NUMBER, minimum=0, maximum=1,
+                                               description=f"0 to 1; only for {', '.join(dimmable)}.")
         if coloured:
-            props["color"] = {"type": "string", "anyOf": [
-                {"type": "string", "enum": list(COLORS)},
-                {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}],
-                "description": f"A colour name or #rrggbb; only for {', '.join(coloured)}."}
-        props["duration_s"] = {"type": "number", "minimum": MIN_PULSE_S, "maximum": MAX_PULSE_S,
-                               "description": "Only for this many seconds, then back to how it was."}
+            props["color"] = types.Schema(type=t.STRING, any_of=[
+                types.Schema(type=t.STRING, enum=list(COLORS)),
+                types.Schema(type=t.STRING, pattern="^#[0-9a-fA-F]{6}$")],
+                description=f"A colour name or #rrggbb; only for {', '.join(coloured)}.")
+        props["duration_s"] = types.Schema(type=t.NUMBER, minimum=MIN_PULSE_S, maximum=MAX_PULSE_S,
+                                           description="Only for this many seconds, then back to how it was.")
         return types.FunctionDeclaration(
             name="set_device",
             description="Switch a device on or off, dim it or change its colour. Devices:\n"
             + "\n".join(_where(d) for d in self._outputs.values()),
-            parameters_json_schema={"type": "object", "properties": props, "required": ["device"],
-                                    "additionalProperties": False})
+            parameters=_obj(props, ["device"]))
 
     def tools(self) -> list[types.Tool]:
         decls = self.declarations()
@@ -152,7 +170,8 @@ class ToolRegistry:
         if cid is not None and cid in self._cancelled:
             log.info("tools: %s (%s) was cancelled; no response", fc.name, cid)
             return None
-        return types.FunctionResponse(id=cid, name=fc.name, response=response)
+        return types.FunctionResponse(id=cid, name=fc.name, response=response, scheduling=SCHEDULING.get(
+            fc.name or "", types.FunctionResponseScheduling.WHEN_IDLE))
 
     def cancel(self, ids: list[str]) -> None:
         """toolCallCancellation: drop these calls' responses and undo what is still going on."""
@@ -363,6 +382,10 @@ class ToolRegistry:
 
 
 # helpers -------------------------------------------------------------------------
+def _obj(props: dict[str, types.Schema], required: list[str] | None = None) -> types.Schema:
+    return types.Schema(type=types.Type.OBJECT, properties=props, required=required or None)
+
+
 def _only(args: dict[str, Any], allowed: tuple[str, ...]) -> None:
     extra = [k for k in args if k not in allowed]
     if extra:

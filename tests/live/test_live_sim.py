@@ -18,6 +18,7 @@ from edged.sim import LiveEmulator, LiveEmulatorThread, Scenario, ScenarioError
 from edged.sim.certs import ensure_certs
 
 ROOT = Path(__file__).resolve().parents[2]
+M = "gemini-3.8-live"
 
 
 def _client(base_url: str, ca: Path, version: str = "v1beta") -> genai.Client:
@@ -69,7 +70,7 @@ async def test_paths_versions_trailing_slash_and_404(cert_dir):
     async with LiveEmulator(cert_dir=cert_dir, speed=50) as emu:
         for version in ("v1", "v1alpha"):
             c = _client(emu.base_url + "/", emu.ca_file, version)  # "//ws/..." is normalised
-            async with c.aio.live.connect(model="m") as s:
+            async with c.aio.live.connect(model=M) as s:
                 assert s.session_id
         assert [c.path.split(".")[3] for c in emu.connections] == ["v1", "v1alpha"]
         import websockets
@@ -85,7 +86,7 @@ async def test_violations_and_recording(cert_dir, tmp_path):
     rec = tmp_path / "rec.jsonl"
     async with LiveEmulator(cert_dir=cert_dir, speed=50, record=rec) as emu:
         c = _client(emu.base_url, emu.ca_file)
-        async with c.aio.live.connect(model="m", config=types.LiveConnectConfig(response_modalities=["AUDIO"])) as s:
+        async with c.aio.live.connect(model=M, config=types.LiveConnectConfig(response_modalities=["AUDIO"])) as s:
             await s.send_realtime_input(audio=types.Blob(data=b"\0\0" * 10, mime_type="audio/pcm;rate=16000"))
             await s.send_realtime_input(activity_end=types.ActivityEnd())
             await emu.wait_frames("activity_end")
@@ -99,24 +100,24 @@ async def test_violations_and_recording(cert_dir, tmp_path):
 async def test_resume_refused_while_old_socket_open(cert_dir):
     async with LiveEmulator(cert_dir=cert_dir, speed=50) as emu:
         c = _client(emu.base_url, emu.ca_file)
-        async with c.aio.live.connect(model="m") as s1:
+        async with c.aio.live.connect(model=M) as s1:
             async for m in s1.receive():
                 if m.session_resumption_update:
                     handle = m.session_resumption_update.new_handle
                     break
             cfg = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig(handle=handle))
             with pytest.raises(genai.errors.APIError) as ei:
-                async with c.aio.live.connect(model="m", config=cfg):
+                async with c.aio.live.connect(model=M, config=cfg):
                     pass
             assert ei.value.code == 1008
-        async with c.aio.live.connect(model="m", config=cfg) as s2:  # old socket closed: accepted
+        async with c.aio.live.connect(model=M, config=cfg) as s2:  # old socket closed: accepted
             assert s2.session_id == emu.connections[0].session_id
 
 
 def test_thread_mode(cert_dir):
     with LiveEmulatorThread(cert_dir=cert_dir, speed=50) as t:
         async def go():
-            async with _client(t.base_url, t.ca_file).aio.live.connect(model="m") as s:
+            async with _client(t.base_url, t.ca_file).aio.live.connect(model=M) as s:
                 await s.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="x")]),
                                             turn_complete=True)
                 got = [m async for m in s.receive()]
@@ -136,7 +137,7 @@ async def test_cli_prints_one_line_and_stops_on_sigterm(tmp_path):
         assert line.startswith("edged-sim listening base_url=https://127.0.0.1:")
         fields = dict(kv.split("=", 1) for kv in line.split()[2:])
         assert "BEGIN CERTIFICATE" in await asyncio.to_thread(Path(fields["ca_file"]).read_text)
-        async with _client(fields["base_url"], Path(fields["ca_file"])).aio.live.connect(model="m") as s:
+        async with _client(fields["base_url"], Path(fields["ca_file"])).aio.live.connect(model=M) as s:
             assert s.session_id
         p.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(p.wait(), 20) == 0

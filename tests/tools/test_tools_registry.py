@@ -50,43 +50,79 @@ def fc(name: str, args: dict | None = None, id: str = "call-1") -> types.Functio
 
 
 def decl(reg: ToolRegistry, name: str) -> dict:
-    return next(d for d in reg.declarations() if d.name == name).parameters_json_schema
+    """The declaration's parameters as the JSON the SDK sends (types.Schema, no parameters_json_schema)."""
+    d = next(d for d in reg.declarations() if d.name == name)
+    assert d.parameters_json_schema is None
+    return d.parameters.model_dump(exclude_none=True, mode="json") if d.parameters else {}
+
+
+def _no_additional_properties(node) -> bool:
+    if isinstance(node, dict):
+        return not ({"additionalProperties", "additional_properties"} & set(node)) and all(
+            _no_additional_properties(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_no_additional_properties(v) for v in node)
+    return True
 
 
 def test_declarations_schemas(parts):
     reg = parts[0]
     assert [d.name for d in reg.declarations()] == ["set_device", "read_devices", "look", "watch"]
     s = decl(reg, "set_device")
+    assert s["type"] == "OBJECT"
     assert s["properties"]["device"]["enum"] == OUTPUTS  # status and camera LEDs are the daemon's
-    assert s["required"] == ["device"] and s["additionalProperties"] is False
+    assert s["required"] == ["device"] and _no_additional_properties(s)
     assert s["properties"]["state"]["enum"] == ["on", "off", "toggle"]
     assert (s["properties"]["brightness"]["minimum"], s["properties"]["brightness"]["maximum"]) == (0, 1)
     assert s["properties"]["duration_s"]["maximum"] == MAX_PULSE_S
     assert "desk_lamp, mood" in s["properties"]["brightness"]["description"]
+    assert s["properties"]["color"]["any_of"][0]["enum"][:2] == ["white", "warm_white"]
     assert "kitchen_light: ceiling light (led, in the kitchen)" in reg.declarations()[0].description
     assert decl(reg, "read_devices")["properties"]["devices"]["items"]["enum"] == ALL
     w = decl(reg, "watch")["properties"]["seconds"]
     assert (w["minimum"], w["maximum"]) == (1, 3)
+    assert decl(reg, "look") == {}  # no arguments
     tools = reg.tools()
     assert len(tools) == 1 and len(tools[0].function_declarations) == 4
-    json.dumps([d.model_dump(exclude_none=True) for d in reg.declarations()])  # serialisable
+    json.dumps([d.model_dump(exclude_none=True, mode="json") for d in reg.declarations()])  # serialisable
 
 
 def test_setup_message_carries_the_schemas(parts):
-    """What the SDK puts into the Live setup message for these tools."""
+    """What the SDK puts into the Live setup message for these tools, on the default model's profile."""
     from google.genai import _common
     from google.genai import _live_converters as conv
+
+    from edged.config import LiveConfig
+    from edged.live.wire import connect_config
 
     class _Client:
         vertexai = False
 
-    cfg = types.LiveConnectConfig(tools=parts[0].tools())
+    cfg = connect_config(LiveConfig(), None, parts[0].tools())
     setup = _common.convert_to_dict(conv._LiveConnectParameters_to_mldev(
         api_client=_Client(), from_object=types.LiveConnectParameters(model="models/m", config=cfg)
         .model_dump(exclude_none=True)))["setup"]
     fds = setup["tools"][0]["functionDeclarations"]
     assert fds[0]["name"] == "set_device"
-    assert fds[0]["parameters_json_schema"]["properties"]["device"]["enum"] == OUTPUTS
+    assert fds[0]["parameters"]["properties"]["device"]["enum"] == OUTPUTS
+    assert all("parameters_json_schema" not in f and "parametersJsonSchema" not in f for f in fds)
+    assert all(f["behavior"] == "NON_BLOCKING" for f in fds)  # explicit, gemini-3.8-live's default
+    assert _no_additional_properties(setup["tools"])
+
+
+async def test_responses_carry_id_and_scheduling_per_tool(parts):
+    reg = parts[0]
+    s = types.FunctionResponseScheduling
+    r = await reg.call(fc("set_device", {"device": "kitchen_light", "state": "on"}, id="a1"))
+    assert (r.id, r.scheduling) == ("a1", s.WHEN_IDLE)  # confirmed when the model is free
+    r = await reg.call(fc("read_devices", {}, id="a2"))
+    assert (r.id, r.scheduling) == ("a2", s.INTERRUPT)  # the answer itself: at once
+    r = await reg.call(fc("look", {}, id="a3"))
+    assert (r.id, r.scheduling) == ("a3", s.INTERRUPT)
+    r = await reg.call(fc("set_device", {"device": "nope"}, id="a4"))  # errors keep the tool's scheduling
+    assert r.id == "a4" and "error" in r.response and r.scheduling == s.WHEN_IDLE
+    r = await reg.call(fc("no_such", {}, id="a5"))
+    assert r.id == "a5" and r.scheduling == s.WHEN_IDLE
 
 
 def test_no_camera_no_camera_tools(factory):
