@@ -1,15 +1,30 @@
-"""The API key: where it comes from, and how it is kept out of every output."""
+"""The API key: where it comes from, and how it is kept out of every output.
+
+``load_api_key`` reads the key once and removes ``GEMINI_API_KEY``/``GOOGLE_API_KEY`` from the
+environment (and wipes the value from the process's original environment block, which
+``/proc/PID/environ`` shows), so no child inherits it.  ``harden_process`` (the daemon calls it
+first thing) makes the process non-dumpable: no core file, no ptrace or ``/proc/PID/mem``,
+``environ`` or ``fd`` access by other processes of the same user.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import os
+import resource
 from pathlib import Path
 
 from .errors import ConfigError
 
 CREDENTIAL_NAME = "gemini-api-key"
+ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 _REDACTED = "***"
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+
+log = logging.getLogger(__name__)
 
 
 class Secret:
@@ -52,10 +67,19 @@ def register(secret: Secret) -> None:
 
 
 def scrub(text: str) -> str:
+    """``text`` with every registered secret replaced, also in its JSON-escaped spelling."""
     for value in _known:
         if value and value in text:
             text = text.replace(value, _REDACTED)
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+        if escaped != value and escaped in text:
+            text = text.replace(escaped, _REDACTED)
     return text
+
+
+def known() -> bool:
+    """Whether any secret is registered (callers may skip scrubbing when none is)."""
+    return bool(_known)
 
 
 class RedactFilter(logging.Filter):
@@ -84,10 +108,14 @@ def load_api_key(api_key_file: str, config_file: str = "") -> Secret | None:
     Returns None when there is none (the emulator needs none).  A file that is
     named but unreadable is a config error naming the file, never the key.
     """
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+    from_env = None
+    for var in ENV_VARS:
         value = os.environ.get(var, "").strip()
-        if value:
-            return _keep(Secret(value, f"${var}"))
+        if value and from_env is None:
+            from_env = Secret(value, f"${var}")
+    forget_environment()
+    if from_env is not None:
+        return _keep(from_env)
     if api_key_file:
         path = Path(api_key_file)
         try:
@@ -129,3 +157,49 @@ def missing_key(base_url: str, api_key: Secret | None) -> str | None:
     if base_url:
         return None
     return f"no API key: {NO_KEY_FIX}"
+def forget_environment() -> None:
+    """Remove the key variables from the environment children inherit, and wipe their values
+    from the environment block the process started with (``/proc/PID/environ`` reads it)."""
+    for var in ENV_VARS:
+        if var in os.environ:
+            _wipe_c_environ(var)
+            os.environ.pop(var, None)  # unsetenv(): gone from the C environ children get
+
+
+def _wipe_c_environ(var: str) -> None:
+    try:
+        libc = ctypes.CDLL(None)
+        environ = ctypes.POINTER(ctypes.c_void_p).in_dll(libc, "environ")
+    except (OSError, ValueError):
+        return
+    prefix = var.encode() + b"="
+    i = 0
+    while environ[i]:
+        addr = environ[i]
+        entry = ctypes.string_at(addr)
+        if entry.startswith(prefix):
+            ctypes.memset(addr + len(prefix), 0, len(entry) - len(prefix))
+        i += 1
+
+
+def harden_process() -> bool:
+    """Make this process non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``) and forbid core files.
+
+    Non-dumpable: no core dump, and other processes of the same user can neither ptrace it nor
+    read its ``/proc/PID/mem``, ``environ`` or open files.  Returns False (and logs) if the
+    kernel refused."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot forbid core files: %s", exc)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(ctypes.get_errno()))
+        return False
+    return True
+
+
+def is_dumpable() -> bool:
+    libc = ctypes.CDLL(None)
+    return libc.prctl(PR_GET_DUMPABLE, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0)) == 1

@@ -4,44 +4,63 @@
     response  {"ok": true, "result": ...}\\n
               {"ok": false, "error": "<message>", "kind": "usage|config|not_found|failed|permission"}\\n
 
-Who may connect is decided by SO_PEERCRED (the socket file's 0660 mode is only a second
-fence): root, the daemon's own uid, and members of the control group.  The ``events``
-command turns a connection into a stream of ``{"event": ...}`` lines fed by ``EventHub``.
+Who may connect, and with which role, is decided by SO_PEERCRED and SO_PEERGROUPS (the
+socket file's 0660 mode is only a second fence): see ``roles``.  The server refuses a command
+the peer's role does not allow, a ``config.set`` of a key the socket may never change
+(``config.check_settable_over_socket``) and ``config.validate`` of another file, before the
+handler sees the request.  The ``events`` command turns a connection into a stream of
+``{"event": ...}`` lines fed by ``EventHub``.
 
-The handler (the daemon's) is ``async def handler(request: dict) -> result`` where result is
-any JSON value; it reports errors by raising ``CommandError(message, kind)``; other
-exceptions are mapped (ConfigError -> config, LookupError -> not_found, ValueError -> usage,
-anything else -> failed, logged with its traceback).  No handler error stops the server.
+The handler (the daemon's) is ``async def handler(request: dict[, peer: Peer]) -> result``
+(given the Peer when it takes a second argument; ``current_peer()`` also returns it during
+the call) where result is any JSON value; it reports errors by raising
+``CommandError(message, kind)``; other exceptions are mapped (PermissionError -> permission,
+ConfigError -> config, LookupError -> not_found, ValueError -> usage, anything else ->
+failed, logged with its traceback).  No handler error stops the server.
+
+Every line the server writes passes through ``secrets.scrub``: a registered secret never
+leaves in a result, an error or an event.
+
+Limits: command connections (``max_connections``) and event subscribers (``max_subscribers``)
+have their own pools.  When the command pool is full, a connection may still ask for
+``status`` in the status lane (``status_lane`` more; root always): one answer, then closed.  A
+subscriber whose writes do not drain within ``event_write_timeout_s`` is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import grp
+import inspect
 import json
 import logging
 import os
-import pwd
-import socket
 import stat
-import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from .. import config
 from ..errors import ConfigError, ControlError
 from ..secrets import scrub
+from .roles import Peer, identify, refusal, role_needed
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any]]  # (request) or (request, peer)
 KINDS = ("usage", "config", "not_found", "failed", "permission")
 COMMANDS = ("status", "config.show", "config.get", "config.set", "config.validate", "reload", "gpio.list",
             "gpio.set", "wake", "say", "snapshot", "session.reset", "mute", "events")
-SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
+_peer: contextvars.ContextVar[Peer | None] = contextvars.ContextVar("edged_control_peer", default=None)
+
+
+def current_peer() -> Peer | None:
+    """The Peer whose request the handler is running (None outside a request)."""
+    return _peer.get()
 
 
 class CommandError(ControlError):
@@ -59,7 +78,9 @@ def error_response(message: str, kind: str) -> dict[str, Any]:
 
 
 def encode(obj: Any) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), default=str, ensure_ascii=False) + "\n").encode("utf-8")
+    """One protocol line, with every registered secret scrubbed out of it."""
+    text = json.dumps(obj, separators=(",", ":"), default=str, ensure_ascii=False)
+    return (scrub(text) + "\n").encode("utf-8")
 
 
 # -- events --------------------------------------------------------------------------------
@@ -134,58 +155,50 @@ class EventHub:
         return len(self._subs)
 
 
-# -- peers ---------------------------------------------------------------------------------
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the peer, from SO_PEERCRED."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", raw)
-
-
-def peer_groups(sock: socket.socket, pid: int) -> set[int]:
-    """The peer's supplementary groups: SO_PEERGROUPS, else /proc/<pid>/status (may be hidden)."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 1024)
-        return set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
-    except OSError:
-        pass
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Groups:"):
-                return {int(g) for g in line.split()[1:]}
-    except (OSError, ValueError):
-        pass
-    return set()
-
-
 # -- server --------------------------------------------------------------------------------
 class ControlServer:
     """``start()`` binds ``path`` (mode 0660, group ``group`` or the daemon's own group);
     ``stop()`` closes every connection and removes the file."""
 
-    def __init__(self, path: str | os.PathLike[str], *, group: str = "", max_request_bytes: int = 65536,
-                 handler: Handler, events: EventHub | None = None, max_connections: int = 16,
-                 read_timeout_s: float = 60.0, socket_mode: int = 0o660) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, group: str = "", admin_group: str = "",
+                 max_request_bytes: int = 65536, handler: Handler, events: EventHub | None = None,
+                 max_connections: int = 16, max_subscribers: int = 16, status_lane: int = 8,
+                 read_timeout_s: float = 60.0, event_write_timeout_s: float = 5.0, socket_mode: int = 0o660,
+                 config_path: str = "") -> None:
         if max_request_bytes < 16:
             raise ValueError(f"max_request_bytes must be at least 16, not {max_request_bytes}")
         self.path = Path(path)
         self.group = group
+        self.admin_group = admin_group
         self.max_request_bytes = max_request_bytes
         self.handler = handler
+        self._handler_takes_peer = _takes_two_args(handler)
         self.events = events if events is not None else EventHub()
         self.max_connections = max_connections
+        self.max_subscribers = max_subscribers
+        self.status_lane = status_lane
         self.read_timeout_s = read_timeout_s
+        self.lane_timeout_s = min(read_timeout_s, 5.0)
+        self.event_write_timeout_s = event_write_timeout_s
         self.socket_mode = socket_mode
+        self.config_path = config_path
         self._server: asyncio.AbstractServer | None = None
         self._gid: int | None = None
+        self._admin_gid: int | None = None
         self._inode: tuple[int, int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._pools = {"commands": 0, "subscribers": 0, "lane": 0}
         self.refused = 0
         self.requests = 0
         self.errors = 0
+        self.denied = 0  # commands refused for the peer's role
+        self.busy = 0  # connections turned away because every pool was full
+        self.dropped_subscribers = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._gid = self._resolve_group()
+        self._gid = self._resolve_group(self.group, "control.group") if self.group else os.getegid()
+        self._admin_gid = self._resolve_group(self.admin_group, "control.admin_group") if self.admin_group else None
         await self._remove_stale()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.path),
@@ -223,16 +236,17 @@ class ControlServer:
         await self.stop()
 
     def stats(self) -> dict[str, Any]:
-        return {"connections": len(self._tasks), "requests": self.requests, "errors": self.errors,
-                "refused": self.refused, "subscribers": self.events.subscribers}
+        return {"connections": self._pools["commands"], "subscribers": self.events.subscribers,
+                "status_lane": self._pools["lane"], "open": len(self._tasks), "requests": self.requests,
+                "errors": self.errors, "refused": self.refused, "denied": self.denied, "busy": self.busy,
+                "dropped_subscribers": self.dropped_subscribers}
 
-    def _resolve_group(self) -> int:
-        if not self.group:
-            return os.getegid()
+    @staticmethod
+    def _resolve_group(name: str, key: str) -> int:
         try:
-            return grp.getgrnam(self.group).gr_gid
+            return grp.getgrnam(name).gr_gid
         except KeyError:
-            raise ConfigError("config", "control.group", f"no such group {self.group!r}") from None
+            raise ConfigError("config", key, f"no such group {name!r}") from None
 
     async def _remove_stale(self) -> None:
         try:
@@ -251,91 +265,163 @@ class ControlServer:
         raise ControlError(f"another edged is already listening on {self.path}")
 
     # -- connections -------------------------------------------------------------------------
-    def _allowed(self, sock: socket.socket) -> tuple[bool, str]:
-        pid, uid, gid = peer_credentials(sock)
-        if uid in (0, os.geteuid()) or gid == self._gid:
-            return True, ""
-        if self._gid in peer_groups(sock, pid):
-            return True, ""
-        with contextlib.suppress(KeyError):
-            if pwd.getpwuid(uid).pw_name in grp.getgrgid(self._gid).gr_mem:  # type: ignore[arg-type]
-                return True, ""
-        try:
-            group = grp.getgrgid(self._gid).gr_name  # type: ignore[arg-type]
-        except KeyError:
-            group = str(self._gid)
-        return False, (f"permission denied: uid {uid} is not root, the service user or a member of group "
-                       f"{group!r} (add the user to it: usermod -aG {group} USER)")
-
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        slot = _Slot(self._pools)
+        cancelled = False
         try:
-            if len(self._tasks) > self.max_connections:
-                await self._send(writer, error_response(
-                    f"too many connections (max {self.max_connections}): try again", "failed"))
-                return
-            ok, why = self._allowed(writer.get_extra_info("socket"))
-            if not ok:
+            assert self._gid is not None
+            peer, why = identify(writer.get_extra_info("socket"), self._gid, self._admin_gid)
+            if peer is None:
                 self.refused += 1
                 log.warning("control: %s", why)
                 await self._send(writer, error_response(why, "permission"))
                 return
-            await self._serve(reader, writer)
+            if self._pools["commands"] < self.max_connections:
+                slot.take("commands")
+                await self._serve(reader, writer, peer, slot)
+            elif self._pools["lane"] < self.status_lane or peer.is_root:
+                slot.take("lane")
+                await self._serve_status_lane(reader, writer, peer)
+            else:
+                self.busy += 1
+                await self._send(writer, error_response(self._too_many(), "failed"))
         except (ConnectionError, TimeoutError):
             pass
         except asyncio.CancelledError:
             # stop() cancels connections; Python 3.11's stream callback would log a cancelled
             # task as an error, and nothing awaits this task but stop()
-            pass
+            cancelled = True
         except Exception:
             log.exception("control connection failed")
         finally:
+            slot.release()
+            if not cancelled:
+                await self._linger(reader, writer)
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 2)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Before closing: send EOF, then read and discard what the client still sends (briefly,
+        boundedly).  Closing a Unix socket with unread input resets the connection, and the
+        client would see ECONNRESET instead of the answer it was sent (e.g. a refusal)."""
+        if writer.transport.is_closing():
+            return
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+            left = 4 * self.max_request_bytes
+            async with asyncio.timeout(1.0):
+                while left > 0 and (chunk := await reader.read(min(left, 65536))):
+                    left -= len(chunk)
+
+    def _too_many(self) -> str:
+        return f"too many connections (max {self.max_connections}): try again"
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            timeout: float) -> dict[str, Any] | None:
+        """The next request; None (after answering why, if there is a why) when the connection ends."""
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), self.read_timeout_s)
+                async with asyncio.timeout(timeout):
+                    line = await reader.readline()
             except TimeoutError:
-                await self._send(writer, error_response(
-                    f"no request within {self.read_timeout_s:g} s: closing", "usage"))
-                return
+                await self._send(writer, error_response(f"no request within {timeout:g} s: closing", "usage"))
+                return None
             except (ValueError, asyncio.LimitOverrunError):
                 await self._send(writer, error_response(
                     f"request too large: over {self.max_request_bytes} bytes", "usage"))
-                return
+                return None
             if not line:
-                return  # EOF
+                return None  # EOF
             if len(line) > self.max_request_bytes:
                 await self._send(writer, error_response(
                     f"request too large: over {self.max_request_bytes} bytes", "usage"))
-                return
+                return None
             if not line.strip():
                 continue
             request, problem = parse_request(line)
             if request is None:
                 self.errors += 1
                 await self._send(writer, error_response(problem, "usage"))
-                return
-            if request["cmd"] == "events":
-                await self._stream_events(reader, writer)
-                return
-            await self._send(writer, await self._dispatch(request))
+            return request
 
-    async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer,
+                     slot: _Slot) -> None:
+        while True:
+            request = await self._read_request(reader, writer, self.read_timeout_s)
+            if request is None:
+                return
+            if request["cmd"] == "events" and peer.may("events"):
+                if self._pools["subscribers"] >= self.max_subscribers:
+                    self.busy += 1
+                    await self._send(writer, error_response(
+                        f"too many event subscribers (max {self.max_subscribers}): try again later", "failed"))
+                    return
+                slot.move("subscribers")  # its own pool: a subscriber never holds a command slot
+                await self._stream_events(reader, writer, peer)
+                return
+            await self._send(writer, await self._dispatch(request, peer))
+
+    async def _serve_status_lane(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                 peer: Peer) -> None:
+        """The command pool is full: answer one ``status``, refuse anything else, close."""
+        request = await self._read_request(reader, writer, self.lane_timeout_s)
+        if request is None:
+            return
+        if request["cmd"] != "status":
+            self.busy += 1
+            await self._send(writer, error_response(self._too_many() + " (only status is answered now)", "failed"))
+            return
+        await self._send(writer, await self._dispatch(request, peer))
+
+    def _guard(self, request: dict[str, Any], peer: Peer) -> dict[str, Any] | None:
+        """An error response if the server itself refuses the request, else None."""
+        cmd = request["cmd"]
+        if not peer.may(cmd):
+            self.denied += 1
+            log.warning("control: %s (pid %d) may not run %s: needs %s", peer.describe(), peer.pid, cmd,
+                        role_needed(cmd))
+            return error_response(refusal(peer, cmd, self._admin_gid), "permission")
+        if cmd == "config.validate" and request.get("path") not in (None, ""):
+            return error_response("config.validate over the socket checks only the daemon's own file: "
+                                  "`edgectl config validate FILE` checks another one with your own permissions",
+                                  "usage")
+        if cmd == "config.set":
+            key, raw = request.get("key"), request.get("value")
+            if isinstance(key, str) and "value" in request:
+                value = config.coerce_value(raw) if isinstance(raw, str) else raw
+                try:
+                    config.check_settable_over_socket(key, value, self.config_path or "<config>")
+                except config.NotSettableError as exc:
+                    self.denied += 1
+                    log.warning("control: %s (pid %d): %s", peer.describe(), peer.pid, exc)
+                    return error_response(str(exc), "permission")
+        return None
+
+    async def _dispatch(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         self.requests += 1
         cmd = request["cmd"]
+        refused = self._guard(request, peer)
+        if refused is not None:
+            self.errors += 1
+            return refused
+        token = _peer.set(peer)
         try:
-            result = await self.handler(request)
+            if self._handler_takes_peer:
+                result = await self.handler(request, peer)  # type: ignore[call-arg]
+            else:
+                result = await self.handler(request)
         except asyncio.CancelledError:
             raise
         except CommandError as exc:
             response = error_response(str(exc), exc.kind)
+        except PermissionError as exc:  # config.NotSettableError, or a handler's own refusal
+            response = error_response(str(exc), "permission")
         except ConfigError as exc:
             response = error_response(str(exc), "config")
         except LookupError as exc:
@@ -347,10 +433,12 @@ class ControlServer:
             response = error_response(f"{cmd} failed: {type(exc).__name__}: {exc}", "failed")
         else:
             return {"ok": True, "result": result}
+        finally:
+            _peer.reset(token)
         self.errors += 1
         return response
 
-    async def _stream_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _stream_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
         sub = self.events.subscribe()
 
         async def watch_eof() -> None:
@@ -364,7 +452,17 @@ class ControlServer:
             await self._send(writer, {"ok": True, "result": "subscribed"})
             while (event := await sub.get()) is not None:
                 writer.write(encode(event))
-                await writer.drain()
+                try:
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
+                    # that arrives as the drain completes, and the task would then wait forever
+                    async with asyncio.timeout(self.event_write_timeout_s):
+                        await writer.drain()
+                except TimeoutError:
+                    self.dropped_subscribers += 1
+                    log.warning("control: dropping the event subscriber %s (pid %d): it read nothing for %g s",
+                                peer.describe(), peer.pid, self.event_write_timeout_s)
+                    writer.transport.abort()  # nothing more is written: close without flushing
+                    return
         finally:
             self.events.unsubscribe(sub)
             watcher.cancel()
@@ -372,7 +470,38 @@ class ControlServer:
 
     async def _send(self, writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
         writer.write(encode(obj))
-        await asyncio.wait_for(writer.drain(), self.read_timeout_s)
+        async with asyncio.timeout(self.read_timeout_s):
+            await writer.drain()
+
+
+class _Slot:
+    """The pool one connection counts in (commands, subscribers or lane), released once."""
+
+    def __init__(self, pools: dict[str, int]) -> None:
+        self._pools = pools
+        self.pool = ""
+
+    def take(self, pool: str) -> None:
+        self._pools[pool] += 1
+        self.pool = pool
+
+    def move(self, pool: str) -> None:
+        self.release()
+        self.take(pool)
+
+    def release(self) -> None:
+        if self.pool:
+            self._pools[self.pool] -= 1
+            self.pool = ""
+
+
+def _takes_two_args(handler: Handler) -> bool:
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def parse_request(line: bytes) -> tuple[dict[str, Any] | None, str]:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from edged.live.backoff import Backoff
 from edged.live.resumption import Handle, HandleStore
 
@@ -124,10 +126,92 @@ def test_store_corrupt_or_old_is_no_handle(tmp_path, caplog):
     for text in ("{not json", "[]", '{"handle": ""}', '{"received_at": 1}', "\xff"):
         p.write_text(text, encoding="latin-1")
         assert store.load() is None
-    assert "corrupt" in caplog.text
+        assert not p.exists(), "a bad file is moved aside"
+    assert "is bad" in caplog.text
     p.write_text(json.dumps({"handle": "x", "received_at": time.time() - 1000}))
     assert store.load() is None
     assert "old" in caplog.text
+    assert p.exists(), "an expired handle is not a bad file: it stays"
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    ('{"handle": "h", "received_at": NaN}', "received_at is not finite (nan)"),
+    ('{"handle": "h", "received_at": Infinity}', "received_at is not finite (inf)"),
+    ('{"handle": "h", "received_at": -Infinity}', "received_at is not finite (-inf)"),
+    ('{"handle": "h", "received_at": FUTURE}', "s in the future"),
+    ('{"handle": "h", "received_at": "123"}', "received_at is not a number (str)"),
+    ('{"handle": "h", "received_at": true}', "received_at is not a number (bool)"),
+    ('{"handle": "h", "received_at": null}', "received_at is not a number (NoneType)"),
+    ('{"handle": 42, "received_at": NOW}', "handle is not a non-empty string"),
+    ('{"handle": ["h"], "received_at": NOW}', "handle is not a non-empty string"),
+    ('{"handle": "h", "received_at": NOW, "session_id": 7}', "session_id is not a string (int)"),
+    ('"just a string"', "a JSON str, not an object"),
+    ('{"handle": "HUGE", "received_at": NOW}', "characters long"),
+    ("[" * 30000, "not JSON"),  # nested too deeply for the parser, under the size cap
+], ids=lambda v: v[:40] if isinstance(v, str) else v)
+def test_bad_handle_file_is_moved_aside_logged_and_no_handle(tmp_path, caplog, content, why):
+    p = tmp_path / "live_handle.json"
+    text = (content.replace("FUTURE", str(time.time() + 86400)).replace("NOW", str(time.time()))
+            .replace("HUGE", "h" * 20000))
+    p.write_text(text)
+    assert HandleStore(p, 7200).load() is None
+    assert not p.exists()
+    [kept] = [f for f in tmp_path.iterdir() if f.name.startswith("live_handle.json.bad-")]
+    assert kept.read_text() == text, "kept as it was, for inspection"
+    assert why in caplog.text and f"kept as {kept.name}" in caplog.text and "fresh session" in caplog.text
+
+
+def test_a_slightly_future_time_is_accepted(tmp_path):
+    # a clock stepped back by a few seconds (NTP) must not throw away a handle saved just before
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps({"handle": "h", "received_at": time.time() + 30}))
+    assert HandleStore(p, 7200).load().value == "h"
+
+
+def test_oversized_handle_file_is_not_read_whole(tmp_path, caplog):
+    from edged.live import resumption
+
+    p = tmp_path / "live_handle.json"
+    with open(p, "wb") as f:  # sparse: 1 GiB that costs no disk
+        f.truncate(1 << 30)
+    assert HandleStore(p, 7200).load() is None
+    assert f"{1 << 30} bytes, over the {resumption.MAX_FILE_BYTES}-byte cap" in caplog.text
+    assert not p.exists() and len(list(tmp_path.glob("live_handle.json.bad-*"))) == 1
+
+
+def test_fifo_or_symlink_in_place_of_the_file_is_bad_and_does_not_block(tmp_path, caplog):
+    p = tmp_path / "live_handle.json"
+    os.mkfifo(p)  # nobody writes it: a plain open() would block forever
+    assert HandleStore(p, 7200).load() is None
+    assert "not a regular file" in caplog.text and not p.exists()
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({"handle": "h", "received_at": time.time()}))
+    p.symlink_to(target)
+    assert HandleStore(p, 7200).load() is None
+    assert "Too many levels of symbolic links" in caplog.text or "symbolic" in caplog.text
+    assert target.exists(), "the symlink's target is never touched"
+
+
+def test_only_the_newest_bad_files_are_kept(tmp_path):
+    from edged.live import resumption
+
+    p = tmp_path / "live_handle.json"
+    for i in range(resumption.KEEP_BAD + 3):
+        p.write_text(f"bad {i}")
+        assert HandleStore(p, 7200).load() is None
+    kept = sorted(tmp_path.glob("live_handle.json.bad-*"))
+    assert len(kept) == resumption.KEEP_BAD
+    assert kept[-1].read_text() == f"bad {resumption.KEEP_BAD + 2}"
+
+
+async def test_bad_handle_file_starts_a_fresh_session(emu, runner, tmp_path):
+    f = tmp_path / "state" / "live_handle.json"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text('{"handle": "never-expires", "received_at": NaN}')
+    s, _ = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    assert emu.connections[0].handle is None, "the NaN handle was not offered to the server"
+    assert list(f.parent.glob("live_handle.json.bad-*")), "kept aside"
 
 
 def test_backoff_full_jitter_capped_and_reset():

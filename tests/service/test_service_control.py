@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edged.errors import ControlError
-from edged.service.control import ControlServer, EventHub, parse_request
+from edged.service.control import CommandError, ControlServer, EventHub, parse_request
 from tests.service.conftest import STATUS, FakeDaemon, ThreadedServer, rpc
 
 
@@ -268,3 +270,159 @@ def test_event_hub_rejects_non_events():
     hub = EventHub()
     with pytest.raises(ValueError, match="'event' key"):
         hub.publish({"state": "idle"})
+
+
+# -- the key never leaves over the socket --------------------------------------------------
+KEY = "AIzaSyCONTROL-test-key-0123456789abcdef"
+
+
+class LeakyDaemon:
+    """A handler that puts the key everywhere it can: results, errors, exceptions."""
+
+    async def __call__(self, req: dict) -> object:
+        cmd = req["cmd"]
+        if cmd == "status":
+            return {"state": "idle", "last_error": f"401 for key={KEY}", "nested": [{"k": KEY}]}
+        if cmd == "say":
+            raise CommandError(f"the service refused {KEY}", "failed")
+        if cmd == "wake":
+            raise RuntimeError(f"boom with {KEY}")
+        if cmd == "config.get":
+            raise KeyError(f"no such key {KEY}")
+        raise CommandError("unknown", "usage")
+
+
+def test_secret_scrubbed_from_results_errors_and_events(sock_path):
+    from edged import secrets
+
+    secrets.register(secrets.Secret(KEY, "test"))
+    srv = ThreadedServer(sock_path)
+    srv.handler = LeakyDaemon()
+    srv.start()
+    try:
+        raw = b""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(20)
+            s.connect(str(sock_path))
+            f = s.makefile("rb")
+            for req in ({"cmd": "status"}, {"cmd": "say", "text": "x"}, {"cmd": "wake"},
+                        {"cmd": "config.get", "key": "k"}):
+                s.sendall(json.dumps(req).encode() + b"\n")
+                raw += f.readline()
+            f.close()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(20)
+            s.connect(str(sock_path))
+            s.sendall(b'{"cmd": "events"}\n')
+            f = s.makefile("rb")
+            raw += f.readline()
+            srv.publish({"event": "error", "message": f"auth failed for {KEY}"},
+                        {"event": "transcript", "role": "model", "text": f"your key is {KEY}"})
+            raw += f.readline() + f.readline()
+            f.close()
+        lines = [json.loads(line) for line in raw.splitlines()]
+        assert len(lines) == 7
+        assert KEY.encode() not in raw, "the key went out over the control socket"
+        assert raw.count(b"***") == 7
+        assert lines[0]["result"]["last_error"] == "401 for key=***"
+        assert lines[2] == {"ok": False, "error": "wake failed: RuntimeError: boom with ***", "kind": "failed"}
+        assert lines[6]["text"] == "your key is ***"
+    finally:
+        srv.stop()
+
+
+# -- subscribers: their own pool, dropped when they stop reading ---------------------------
+def _wait(pred, what: str, timeout: float = 20.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        threading.Event().wait(0.02)
+
+
+def test_stalled_subscriber_is_dropped_without_blocking_others(sock_path):
+    srv = ThreadedServer(sock_path, queue_size=2000, event_write_timeout_s=0.5).start()
+    n = 400
+    got: list[int] = []
+    try:
+        stalled = socket.socket(socket.AF_UNIX)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(20)
+        stalled.connect(str(sock_path))
+        stalled.sendall(b'{"cmd": "events"}\n')
+        assert b"subscribed" in stalled.recv(64)  # then it reads nothing more
+        reader = socket.socket(socket.AF_UNIX)
+        reader.settimeout(20)
+        reader.connect(str(sock_path))
+        reader.sendall(b'{"cmd": "events"}\n')
+        rf = reader.makefile("rb")
+        assert json.loads(rf.readline())["result"] == "subscribed"
+
+        def read_all() -> None:
+            while len(got) < n:
+                ev = json.loads(rf.readline())
+                if ev["event"] == "tick":
+                    got.append(ev["n"])
+
+        t = threading.Thread(target=read_all, daemon=True)
+        t.start()
+        srv.publish(*({"event": "tick", "n": i, "pad": "x" * 8192} for i in range(n)))
+        t.join(30)
+        assert got == list(range(n)), "the reading subscriber got every event, in order, meanwhile"
+        _wait(lambda: srv.server.stats()["dropped_subscribers"] == 1, "the stalled subscriber to be dropped")
+        _wait(lambda: srv.hub.subscribers == 1, "the hub to forget it")
+        assert srv.server.stats()["subscribers"] == 1
+        # the stalled client finds its connection closed once it reads again
+        stalled.settimeout(20)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := stalled.recv(1 << 20):
+                data += chunk
+        assert len(data) < n * 8192
+        stalled.close()
+        rf.close()
+        reader.close()
+    finally:
+        srv.stop()
+
+
+def test_pools_are_released_on_close_and_on_stop(sock_path):
+    srv = ThreadedServer(sock_path, max_connections=2, max_subscribers=2).start()
+    socks = []
+    try:
+        for line in (b'{"cmd": "events"}\n', b'{"cmd": "events"}\n', b'{"cmd": "wake"}\n'):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(20)
+            s.connect(str(sock_path))
+            s.sendall(line)
+            assert s.recv(4096).endswith(b"\n")
+            socks.append(s)
+        st = srv.server.stats()
+        assert (st["subscribers"], st["connections"]) == (2, 1), "a subscriber does not hold a command slot"
+        [busy] = rpc(sock_path, {"cmd": "events"})
+        assert busy["ok"] is False and "too many event subscribers (max 2)" in busy["error"]
+        socks.pop(0).close()
+        _wait(lambda: srv.server.stats()["subscribers"] == 1, "a subscriber slot to come back")
+        assert rpc(sock_path, {"cmd": "events"})[0]["result"] == "subscribed"
+        srv.call(srv.server.stop())  # cancels the rest mid-stream
+        st = srv.server.stats()
+        assert (st["subscribers"], st["connections"], st["status_lane"], st["open"]) == (0, 0, 0, 0)
+        srv.server = None
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
+def test_unlisted_commands_need_admin_and_the_table_is_data():
+    from edged.service import roles
+
+    assert roles.role_needed("status") == "operator"
+    assert roles.role_needed("config.set") == "admin"
+    assert roles.role_needed("something.new") == "admin", "fail closed"
+    op = roles.Peer(1, 1000, 1000, frozenset(), "operator", "alice")
+    assert op.may("gpio.set") and not op.may("reload") and not op.may("something.new")
+    assert roles.refusal(op, "reload", None) == ("permission denied: reload needs the admin role (root "
+                                                 "(control.admin_group names a group whose members may too)); "
+                                                 "uid 1000 (alice) is an operator")

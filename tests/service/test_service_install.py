@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -45,8 +48,12 @@ def test_install_dry_run_plan(fake_root, tmp_path):
     venv = f"{tmp_path}/opt/venv"
     assert f"python3 -m venv --system-site-packages {venv}" in plan
     assert f"{venv}/bin/python -m pip install -q --disable-pip-version-check {ROOT}[all]" in plan
-    assert f"install -o edged -g edged -m 0640 {ROOT}/config/edged.toml {tmp_path}/etc/edged.toml" in plan
-    assert f"install -d -o root -g edged -m 2770 {tmp_path}/etc" in plan
+    # the daemon does not write its own configuration: root owns it, the service's group reads it
+    assert f"install -d -o root -g edged -m 0750 {tmp_path}/etc" in plan
+    assert f"install -o root -g edged -m 0640 {ROOT}/config/edged.toml {tmp_path}/etc/edged.toml" in plan
+    assert (f"! no API key yet: install -o root -g root -m 0600 /dev/stdin {tmp_path}/etc/gemini-api-key"
+            in out.stdout)
+    assert "2770" not in joined and "-o edged -g edged -m 0640" not in joined
     assert f"runuser -u edged -- {venv}/bin/edged models fetch --dir {tmp_path}/state/models" in plan
     assert f"install -m 0644 {ROOT}/systemd/edged.service {tmp_path}/units/edged.service" in plan
     assert plan[-3:] == ["systemctl daemon-reload", "systemctl enable edged.service",
@@ -78,7 +85,8 @@ def test_install_dry_run_twice_same_plan_and_keeps_what_exists(fake_root, tmp_pa
     assert f"= config {tmp_path}/etc/edged.toml exists: kept" in again.stdout
     assert f"= unit {tmp_path}/units/edged.service is current" in again.stdout
     assert f"= venv {tmp_path}/opt/venv exists" in again.stdout
-    assert not any("edged.toml" in a for a in plan), "an existing config is never overwritten"
+    assert not any("edged.toml" in a and not a.startswith(("chown ", "chmod ")) for a in plan), \
+        "an existing config is never overwritten (only its owner and mode are set)"
     assert not any(a.startswith("python3 -m venv") for a in plan)
     assert not any(a.startswith("install -m 0644") and a.endswith("edged.service") for a in plan)
     assert (tmp_path / "etc" / "edged.toml").read_text() == "# the user's own config\n"
@@ -114,3 +122,100 @@ def test_refuses_non_root_without_dry_run(script):
     assert out.returncode == 1
     assert "must run as root" in out.stderr and "--dry-run" in out.stderr
     assert out.stdout == ""
+
+
+def test_dry_run_shows_the_ownership_it_repairs(fake_root, tmp_path):
+    """An older install (group-writable setgid /etc/edged, a daemon-written config, a readable key):
+    the plan puts every one back to root ownership; nothing changes in a dry run."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    etc.chmod(0o2770)
+    (etc / "edged.toml").write_text("# mine\n")
+    (etc / "edged.toml").chmod(0o666)
+    (etc / "gemini-api-key").write_text("k\n")
+    (etc / "gemini-api-key").chmod(0o644)
+    for args in (["--dry-run"], ["--dry-run", "--config-only"]):
+        out = run(INSTALL, *args, env=fake_root)
+        assert out.returncode == 0, out.stderr
+        plan = actions(out.stdout)
+        me = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+        for path, owner, mode in ((etc, "root:edged", "00750"), (etc / "edged.toml", "root:edged", "00640"),
+                                  (etc / "gemini-api-key", "root:root", "00600")):
+            if me != owner:
+                assert f"chown {owner} {path}" in plan
+            assert f"chmod {mode} {path}" in plan
+        assert f"= config {etc}/edged.toml exists: kept" in out.stdout
+        assert not any("edged.toml" in a and a.startswith("install") for a in plan), "never overwritten"
+    assert stat.S_IMODE(etc.stat().st_mode) == 0o2770 and (etc / "edged.toml").read_text() == "# mine\n"
+
+
+def test_uninstall_dry_run_keeps_the_configuration_and_shows_its_ownership(fake_root, tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    etc.chmod(0o750)
+    (etc / "edged.toml").write_text("x")
+    (etc / "edged.toml").chmod(0o640)
+    out = run(UNINSTALL, "--dry-run", env=fake_root)
+    assert out.returncode == 0, out.stderr
+    owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    assert f"= {etc} stays {owner} 750" in out.stdout
+    assert f"= {etc}/edged.toml stays {owner} 640" in out.stdout
+    assert "= user edged kept" in out.stdout
+    assert not any(str(etc) in a for a in actions(out.stdout))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real install needs root")
+def test_real_config_install_sets_and_repairs_ownership_and_purge_removes_it():
+    """scripts/install --config-only for real, as root, into a temp /etc with a temp service user."""
+    from tests.service.realusers import public_dir, real_users
+
+    with real_users() as users, public_dir("edged-install-") as tmp:  # the service user must reach etc/
+        svc = users.user("svc")
+        env = {"EDGED_PREFIX": str(tmp / "opt"), "EDGED_ETC": str(tmp / "etc"),
+               "EDGED_STATE": str(tmp / "state"), "EDGED_UNIT_DIR": str(tmp / "units"), "EDGED_USER": svc}
+        etc = tmp / "etc"
+
+        def owner_mode(p: Path) -> tuple[str, str, int]:
+            st_ = os.stat(p)
+            return pwd.getpwuid(st_.st_uid).pw_name, grp.getgrgid(st_.st_gid).gr_name, stat.S_IMODE(st_.st_mode)
+
+        out = run(INSTALL, "--config-only", env=env)
+        assert out.returncode == 0, out.stderr
+        assert owner_mode(etc) == ("root", svc, 0o750)
+        assert owner_mode(etc / "edged.toml") == ("root", svc, 0o640)
+        assert (etc / "edged.toml").read_bytes() == (ROOT / "config" / "edged.toml").read_bytes()
+        # the service user can read the config but not write it, nor add files
+        probe = subprocess.run(["runuser", "-u", svc, "--", "sh", "-c",
+                                f"cat {etc}/edged.toml >/dev/null && echo read; "
+                                f"(echo x >> {etc}/edged.toml) 2>/dev/null || echo no-write; "
+                                f"(touch {etc}/new) 2>/dev/null || echo no-create"],
+                               capture_output=True, text=True, timeout=60, cwd="/")
+        assert probe.stdout.split() == ["read", "no-write", "no-create"], probe
+        # break it as an older install left it; a second run repairs everything and keeps the content
+        etc.chmod(0o2770)
+        os.chown(etc / "edged.toml", pwd.getpwnam(svc).pw_uid, -1)
+        (etc / "edged.toml").chmod(0o666)
+        (etc / "edged.toml").write_text("# the admin's own config\n")
+        (etc / "gemini-api-key").write_text("k\n")
+        (etc / "gemini-api-key").chmod(0o644)
+        os.chown(etc / "gemini-api-key", -1, grp.getgrnam(svc).gr_gid)
+        (etc / ".edged.toml.tmp1").write_text("left by an old daemon")
+        os.chown(etc / ".edged.toml.tmp1", pwd.getpwnam(svc).pw_uid, -1)
+        out = run(INSTALL, "--config-only", env=env)
+        assert out.returncode == 0, out.stderr
+        assert owner_mode(etc) == ("root", svc, 0o750), "setgid and group write are gone"
+        assert owner_mode(etc / "edged.toml") == ("root", svc, 0o640)
+        assert owner_mode(etc / "gemini-api-key") == ("root", "root", 0o600)
+        assert owner_mode(etc / ".edged.toml.tmp1")[0] == "root"
+        assert (etc / "edged.toml").read_text() == "# the admin's own config\n"
+        # a third run changes nothing
+        again = run(INSTALL, "--config-only", env=env)
+        assert actions(again.stdout) == [] and f"= {etc} is root:{svc} 0750" in again.stdout
+        # uninstall keeps it all; --purge removes the configuration and the user
+        kept = run(UNINSTALL, env=env)
+        assert kept.returncode == 0, kept.stderr
+        assert owner_mode(etc / "edged.toml") == ("root", svc, 0o640)
+        purged = run(UNINSTALL, "--purge", env=env)
+        assert purged.returncode == 0, purged.stderr
+        assert not etc.exists()
+        assert subprocess.run(["id", "-u", svc], capture_output=True).returncode != 0

@@ -81,6 +81,11 @@ def test_required_settings():
     assert one["User"] == "edged" and one["Group"] == "edged"
     assert set(one["SupplementaryGroups"].split()) == {"audio", "gpio", "video"}
     assert one["LoadCredential"] == "gemini-api-key:/etc/edged/gemini-api-key"
+    # the daemon does not write its own configuration, and dumps no core holding the key
+    assert not any("/etc" in v for v in settings.get("ReadWritePaths", []))
+    assert one["ProtectSystem"] == "strict"
+    assert one["ConfigurationDirectoryMode"] == "0750"
+    assert one["LimitCORE"] == "0"
     assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert "ProcSubset" not in one, "gpiozero reads /proc/cpuinfo and /proc/device-tree"
     allowed = " ".join(settings["DeviceAllow"])
