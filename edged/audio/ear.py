@@ -5,7 +5,9 @@ between the detection and the turn: ``on_turn_audio`` gets the pre-roll (``prero
 to the end of the detecting frame) and then every following frame, in order, until
 ``on_turn_end(reason)``.  After ``on_turn_end`` no more turn audio comes until the next turn.
 
-Callbacks run on the Ear thread; the daemon forwards them with ``loop.call_soon_threadsafe``.
+Callbacks run on the Ear thread; the composition root posts them onto the loop (``Ports.post``) to
+the conversation, which owns the truth about the turn: it may refuse a turn the Ear opened, and
+tells the Ear to call one off (``cancel_turn``).
 """
 
 from __future__ import annotations
