@@ -10,21 +10,45 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import config
 from .errors import ConfigError, EdgedError, ToolError
 from .service.control import CommandError
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .state import State
+    from .tools.camera import Camera
+    from .tools.gpio import GpioBank
 
 log = logging.getLogger(__name__)
 
 
+class ControlPort(Protocol):
+    """What the commands may reach: the composition root gives a facade with exactly this."""
+
+    @property
+    def cfg(self) -> config.Config: ...
+    @property
+    def state(self) -> State: ...
+    @property
+    def muted(self) -> bool: ...
+    @property
+    def gpio(self) -> GpioBank | None: ...
+    @property
+    def camera(self) -> Camera | None: ...
+    def status(self) -> dict[str, Any]: ...
+    async def reload(self, new: config.Config | None = None) -> None: ...
+    def publish(self, event: dict[str, Any]) -> None: ...
+    def request_turn(self, source: str) -> None: ...
+    def say(self, text: str) -> None: ...
+    def set_muted(self, on: bool) -> None: ...
+    def reset_session(self) -> None: ...
+
+
 class ControlApi:
-    def __init__(self, daemon: Daemon) -> None:
-        self._d = daemon
+    def __init__(self, port: ControlPort) -> None:
+        self._port = port
 
     async def handle(self, req: dict[str, Any]) -> Any:
         """The ControlServer's handler: returns the result, raises CommandError / ConfigError."""
@@ -52,76 +76,75 @@ class ControlApi:
 
     # ---- commands -----------------------------------------------------------------------------
     async def cmd_status(self, req: dict[str, Any]) -> Any:
-        return self._d.status()
+        return self._port.status()
 
     async def cmd_config_show(self, req: dict[str, Any]) -> Any:
-        return {"path": self._d.cfg.path, "config": self._d.cfg.model_dump(), "toml": self._d.cfg.to_toml()}
+        return {"path": self._port.cfg.path, "config": self._port.cfg.model_dump(), "toml": self._port.cfg.to_toml()}
 
     async def cmd_config_get(self, req: dict[str, Any]) -> Any:
         key = self._arg(req, "key")
-        return {"key": key, "value": config.get_key(self._d.cfg, key)}
+        return {"key": key, "value": config.get_key(self._port.cfg, key)}
 
     async def cmd_config_set(self, req: dict[str, Any]) -> Any:
         key = self._arg(req, "key")
         raw = self._arg(req, "value", (str, int, float, bool, list))
         value = config.coerce_value(raw) if isinstance(raw, str) else raw
-        new = config.with_value(self._d.cfg, key, value)  # validates the whole config
-        if not self._d.cfg.path:
+        new = config.with_value(self._port.cfg, key, value)  # validates the whole config
+        if not self._port.cfg.path:
             raise EdgedError("the daemon was started without a config file to write")
-        await self._d.reload(new)  # refused (and nothing written) if it cannot be applied
-        config.save(new, self._d.cfg.path)
-        return {"key": key, "value": config.get_key(new, key), "written": self._d.cfg.path}
+        await self._port.reload(new)  # refused (and nothing written) if it cannot be applied
+        config.save(new, self._port.cfg.path)
+        return {"key": key, "value": config.get_key(new, key), "written": self._port.cfg.path}
 
     async def cmd_config_validate(self, req: dict[str, Any]) -> Any:
-        path = req.get("path") or self._d.cfg.path
+        path = req.get("path") or self._port.cfg.path
         cfg = config.load(path)
         return {"path": cfg.path, "valid": True}
 
     async def cmd_reload(self, req: dict[str, Any]) -> Any:
-        await self._d.reload()
-        return {"path": self._d.cfg.path, "state": self._d.state.value}
+        await self._port.reload()
+        return {"path": self._port.cfg.path, "state": self._port.state.value}
 
     async def cmd_gpio_list(self, req: dict[str, Any]) -> Any:
-        return self._d.gpio.states() if self._d.gpio else {}
+        return self._port.gpio.states() if self._port.gpio else {}
 
     async def cmd_gpio_set(self, req: dict[str, Any]) -> Any:
         name = self._arg(req, "name")
         value = self._arg(req, "value", (str, int, float, bool))
-        if self._d.gpio is None:
+        if self._port.gpio is None:
             raise KeyError("no GPIO devices are configured")
-        if name not in self._d.gpio.devices:
+        if name not in self._port.gpio.devices:
             raise KeyError(f"no GPIO device named {name!r} (gpio list shows them)")
         if isinstance(value, str):
             value = config.coerce_value(value)
-        result = self._d.gpio.set(name, value)
-        self._d.publish({"event": "gpio", "name": name, "value": result.get("value"), "by": "edgectl"})
+        result = self._port.gpio.set(name, value)
+        self._port.publish({"event": "gpio", "name": name, "value": result.get("value"), "by": "edgectl"})
         return result
 
     async def cmd_wake(self, req: dict[str, Any]) -> Any:
-        self._d.start_turn("edgectl")
-        return {"state": self._d.state.value}
+        self._port.request_turn("edgectl")
+        return {"state": self._port.state.value}
 
     async def cmd_say(self, req: dict[str, Any]) -> Any:
         text = self._arg(req, "text").strip()
         if not text:
             raise CommandError("say needs some text", "usage")
-        assert self._d.conv is not None
-        self._d.conv.say(text)
-        return {"state": self._d.state.value}
+        self._port.say(text)
+        return {"state": self._port.state.value}
 
     async def cmd_snapshot(self, req: dict[str, Any]) -> Any:
-        if self._d.camera is None:
+        if self._port.camera is None:
             raise EdgedError("no camera: camera.backend is 'none'")
-        jpeg = await self._d.camera.snapshot()
+        jpeg = await self._port.camera.snapshot()
         return {"jpeg_b64": base64.b64encode(jpeg).decode("ascii"), "bytes": len(jpeg)}
 
     async def cmd_session_reset(self, req: dict[str, Any]) -> Any:
-        self._d.live.reset_handle()
+        self._port.reset_session()
         return {"reset": True}
 
     async def cmd_mute(self, req: dict[str, Any]) -> Any:
         on = req.get("on")
         if on is not None and not isinstance(on, bool):
             raise CommandError("mute takes on: true, false or null (toggle)", "usage")
-        self._d.set_muted((not self._d.muted) if on is None else on)
-        return {"muted": self._d.muted}
+        self._port.set_muted((not self._port.muted) if on is None else on)
+        return {"muted": self._port.muted}

@@ -1,14 +1,21 @@
-"""The conversation: the state machine from wake word to reply, on the event loop.
+"""The conversation: the daemon's one state machine, from start-up to shutdown, on the event loop.
 
-It receives events from the Ear (wake word, turn audio, end of speech; marshalled onto
-the loop by the daemon), from the Live session (reply audio, interruptions, tool calls,
-turn completion), from buttons and from edgectl, and is the one place that decides what
-happens next.  It tells the parts what to do; they never call each other.
+It owns every state (:class:`edged.state.State`, muted and error included) and is the only place
+that decides what happens next.  Its inputs come from the Ear (a turn opened, its audio, its end;
+posted onto the loop by the root), from the Live session (it implements
+:class:`edged.live.session.LiveHandler` itself), from the player (drained), from buttons and
+edgectl (request a turn, say, mute), and from the problem registry (a critical part failed or
+recovered).  Each input becomes one :class:`edged.transitions.Ev`; the transition table
+(:data:`edged.transitions.TABLE`) says which action runs and which state follows.
 
     idle --wake--> listening --end of speech--> thinking --audio--> speaking --drained--> idle
       ^                |no speech                   |tool calls: run, answer, stay thinking
       |                v                            |
       +------------- idle        wake during thinking/speaking: barge-in (flush, new turn)
+
+Whether a turn is open is this object's truth (``state == LISTENING``).  The Ear streams a turn's
+audio once it opened one and is told when to stop (``ear.cancel_turn()``); the Live session keeps a
+copy of the turn in flight only to replay it after a reconnect.
 """
 
 from __future__ import annotations
@@ -19,9 +26,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .errors import EdgedError
+from .ports import ConversationParts, Ports
 from .state import State
+from .transitions import REST, SAME, TABLE, Ev
+
+if TYPE_CHECKING:
+    from google.genai import types
+
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -29,122 +44,364 @@ log = logging.getLogger(__name__)
 # plus slack.  Past it the oldest audio of the turn is dropped and counted.
 _SEND_SLACK_FRAMES = 25
 
+_SPEECH_ENDS = ("silence", "max_length")  # any other end of a turn means nothing was said
+
 
 class Conversation:
-    """Turn-taking logic.  ``parts`` is the daemon: it gives access to ear, player, live, tools."""
-
-    def __init__(self, parts: Any, cfg: Any, set_state: Callable[[State, str], None],
-                 publish: Callable[[dict], None]) -> None:
-        self._p = parts
+    def __init__(self, cfg: Config, ports: Ports, on_change: Callable[[], None] = lambda: None) -> None:
         self.cfg = cfg
-        self._set_state = set_state
-        self._publish = publish
-        max_frames = int(cfg.turn.max_utterance_s / 0.08) + _SEND_SLACK_FRAMES
+        self._ports = ports
+        self._on_change = on_change  # the state, its reason or the Live connection changed
+        self._parts: ConversationParts | None = None
+        self.state = State.STARTING
+        self.why = "starting"
+        self.since = time.monotonic()
+        self.live_state = "not started"
+        self._critical: list[str] = []  # critical parts with a problem: the resting state is ERROR
+        # True from a barge-in (or a turn with nothing said, a timeout, mute) until the old reply's
+        # interrupted/turnComplete: its messages arrive as the stale_* events
+        self._stale = False
         self._outq: deque[tuple[str, Any]] = deque()
         self._out_audio = 0
-        self._out_max = max_frames
+        self._out_max = int(cfg.turn.max_utterance_s / 0.08) + _SEND_SLACK_FRAMES
         self._out_ready = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._reply_timer: asyncio.TimerHandle | None = None
-        # True from a barge-in until the old reply's interrupted/turnComplete: its audio is stale
-        self._discard_reply = False
-        self.turn_open = False
-        self.state = State.IDLE
-        self.stats = {"turns": 0, "turns_completed": 0, "barge_ins": 0, "interruptions": 0,
-                      "no_speech": 0, "cancelled": 0, "send_drops": 0, "capture_drops": 0, "tool_calls": 0, "text_turns": 0,
-                      "last_turn_end": None, "last_transcript": {}}
+        self.wake_stats: dict[str, Any] = {"detections": 0, "last_model": None, "last_score": None}
+        self.stats: dict[str, Any] = {
+            "turns": 0, "turns_completed": 0, "barge_ins": 0, "interruptions": 0, "no_speech": 0, "cancelled": 0,
+            "send_drops": 0, "capture_drops": 0, "tool_calls": 0, "text_turns": 0, "last_turn_end": None,
+            "last_transcript": {}}
 
-    # ---- lifecycle ---------------------------------------------------------------------------
+    # ---- lifecycle (the root) -----------------------------------------------------------------
+    def attach(self, parts: ConversationParts) -> None:
+        """The root's container of the current parts (read at each use: a reload replaces some)."""
+        self._parts = parts
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.cfg = cfg
+
     def start(self) -> None:
-        self._sender = asyncio.get_running_loop().create_task(self._send_loop(), name="edged-send")
+        """Start the sender (the one task that talks to the Live session, so start/audio/end keep order)."""
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_loop(), name="edged-send")
+
+    def ready(self) -> None:
+        self.handle(Ev.READY)
 
     async def stop(self) -> None:
+        """End the sender and any tool call (the STOP event has put the machine in STOPPING)."""
         self._cancel_timers()
         tasks = [t for t in (self._sender, *self._tool_tasks.values()) if t]
+        self._sender = None
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    def _go(self, state: State, why: str) -> None:
-        self.state = state
-        self._set_state(state, why)
+    @property
+    def muted(self) -> bool:
+        return self.state == State.MUTED
 
-    # ---- from the Ear (already on the loop) ------------------------------------------------
+    @property
+    def turn_open(self) -> bool:
+        return self.state == State.LISTENING
+
+    # ---- the machine ------------------------------------------------------------------------------
+    def handle(self, ev: Ev, *args: Any) -> bool:
+        """Run the table's row for (state, ev).  False when there is none: the event is ignored."""
+        row = TABLE.get((self.state, ev))
+        if row is None:
+            log.debug("%s ignored while %s", ev.value, self.state.value)
+            return False
+        action, nxt = row
+        why = getattr(self, "_do_" + action)(*args)  # a refuse_* action raises EdgedError
+        if nxt == SAME:
+            return True
+        target = self._rest() if nxt == REST else State(nxt)
+        if why is None or target == State.ERROR:
+            why = self._default_why(target)  # at rest with a part failing: say which
+        self._go(target, why)
+        return True
+
+    def _rest(self) -> State:
+        return State.ERROR if self._critical else State.IDLE
+
+    def _default_why(self, state: State) -> str:
+        if state == State.ERROR:
+            return f"error ({', '.join(self._critical)})"
+        return state.value
+
+    def _go(self, state: State, why: str) -> None:
+        if state == self.state and why == self.why:
+            return
+        self.state, self.why, self.since = state, why, time.monotonic()
+        log.info("state %s: %s", state.value, why, extra={"fields": {"EDGED_STATE": state.value}})
+        if self._parts is not None and self.cfg.wake.suppress_while_playing:
+            self._parts.ear.set_wake_enabled(state != State.SPEAKING)
+        self._on_change()
+        self._ports.publish({"event": "state", "state": state.value, "reason": why})
+
+    # ---- inputs: the root, buttons, edgectl, the problem registry -----------------------------
+    def request_turn(self, source: str) -> None:
+        """A turn without the wake word (button, edgectl wake, follow-up).  Raises when muted."""
+        self.handle(Ev.REQUEST_TURN, source)
+
+    def say(self, text: str) -> None:
+        """A text turn (edgectl say).  Raises EdgedError when it cannot be taken now."""
+        self.handle(Ev.SAY, text)
+
+    def set_muted(self, on: bool) -> None:
+        self.handle(Ev.MUTE if on else Ev.UNMUTE)
+
+    def cancel(self) -> None:
+        """A reload: call off any turn and any reply."""
+        self.handle(Ev.CANCEL, "reload")
+
+    def stop_now(self) -> None:
+        self.handle(Ev.STOP)
+
+    def on_health(self, critical: list[str]) -> None:
+        """The critical parts that have a problem now (empty: none)."""
+        self._critical = list(critical)
+        self.handle(Ev.FAULT if critical else Ev.RECOVERED)
+
+    # ---- inputs: the Ear (posted onto the loop) ------------------------------------------------
+    def on_wake(self, model: str, score: float) -> None:
+        """Every wake-word detection (also during a turn or a reply): counted and published."""
+        self.wake_stats["detections"] += 1
+        self.wake_stats["last_model"], self.wake_stats["last_score"] = model, round(score, 3)
+        log.info("wake word %s score %.3f", model, score,
+                 extra={"fields": {"WAKE_MODEL": model, "WAKE_SCORE": f"{score:.3f}"}})
+        self._ports.publish({"event": "wake", "model": model, "score": round(score, 3), "source": "wake_word"})
+
     def on_turn_start(self, source: str) -> None:
-        """The Ear opened a turn: on the wake word ("wake"), or a trigger (button, edgectl, follow-up)."""
-        if self.state == State.MUTED:
-            return
-        if self.turn_open:
-            log.debug("turn start during an open turn ignored (%s)", source)
-            return
-        if self.state in (State.THINKING, State.SPEAKING):
-            self.stats["barge_ins"] += 1
-            log.info("barge-in by %s: reply stopped", source)
-            self._p.player.flush()
-            self._discard_reply = True
-            self._publish({"event": "barge_in", "source": source})
-        else:
-            # nothing is pending from an earlier turn that needs discarding any more (a reply to a
-            # no-speech turn that never came must not swallow this turn's reply)
-            self._discard_reply = False
-        if source != "wake":
-            self._publish({"event": "wake", "source": source})
-        self._cancel_timers()
-        self.turn_open = True
-        self.stats["turns"] += 1
-        self._enqueue("start", source)
-        self._go(State.LISTENING, f"listening (woken by {'the wake word' if source == 'wake' else source})")
+        self.handle(Ev.TURN_START, source)
+
+    def on_turn_audio(self, pcm: bytes) -> None:
+        self.handle(Ev.TURN_AUDIO, pcm)
+
+    def on_turn_end(self, reason: str) -> None:
+        self.handle(Ev.SPEECH_END if reason in _SPEECH_ENDS else Ev.NO_SPEECH, reason)
 
     def on_drops(self, frames: int) -> None:
         self.stats["capture_drops"] += frames
 
-    def on_turn_audio(self, pcm: bytes) -> None:
-        if not self.turn_open:
-            return
+    # ---- inputs: the player (posted) ----------------------------------------------------------
+    def on_drained(self) -> None:
+        self.handle(Ev.DRAINED)
+
+    # ---- inputs: the Live session (LiveHandler, on the loop) ------------------------------------
+    def on_audio(self, pcm24k: bytes) -> None:
+        self.handle(Ev.STALE_AUDIO if self._stale else Ev.AUDIO, pcm24k)
+
+    def on_interrupted(self) -> None:
+        self.handle(Ev.STALE_INTERRUPTED if self._stale else Ev.INTERRUPTED)
+
+    def on_generation_complete(self) -> None:
+        """Nothing to do: the reply is complete once it has played (turn_complete, then drained)."""
+
+    def on_turn_complete(self) -> None:
+        if self._stale:
+            self.handle(Ev.STALE_TURN_COMPLETE)
+        else:
+            self.handle(Ev.TURN_COMPLETE_TOOLS if self._tool_tasks else Ev.TURN_COMPLETE)
+
+    def on_tool_call(self, calls: list[types.FunctionCall]) -> None:
+        self.handle(Ev.TOOL_CALL, calls)
+
+    def on_tool_cancel(self, ids: list[str]) -> None:
+        assert self._parts is not None
+        self._parts.tools.cancel(ids)
+        self._ports.publish({"event": "tool_cancel", "ids": list(ids)})
+
+    def on_transcript(self, role: str, text: str) -> None:
+        self.stats["last_transcript"][role] = text
+        self._ports.publish({"event": "transcript", "role": role, "text": text})
+
+    def on_connection(self, state: str, detail: str = "") -> None:
+        detail = detail or ""
+        self.live_state = state if not detail else f"{state} ({detail})"
+        fields: dict[str, Any] = {"LIVE_STATE": state}
+        if self._parts is not None:
+            st = self._parts.live.status()
+            if st.get("session_id"):
+                fields["SESSION_ID"] = st["session_id"]
+            if st.get("last_close_code") is not None:
+                fields["CLOSE_CODE"] = st["last_close_code"]
+        log.info("live %s %s", state, detail, extra={"fields": fields})
+        if state in ("auth_failed", "offline"):
+            self._ports.problem("live", f"{state}: {detail}" if detail else state)
+        elif state in ("connected", "resumed"):
+            self._ports.problem("live", None)
+        self._ports.publish({"event": "connection", "state": state, "detail": detail})
+        self._on_change()
+
+    # ---- actions (the table's) -------------------------------------------------------------------
+    def _p(self) -> ConversationParts:
+        assert self._parts is not None, "the conversation is not attached to its parts"
+        return self._parts
+
+    def _do_none(self, *_: Any) -> None:
+        return None
+
+    def _do_refuse_muted(self, *_: Any) -> None:
+        raise EdgedError("the microphone is muted")
+
+    def _do_refuse_turn_open(self, *_: Any) -> None:
+        raise EdgedError("a spoken turn is open: try again when it has ended")
+
+    def _do_refuse_not_ready(self, *_: Any) -> None:
+        raise EdgedError(f"not ready ({self.state.value})")
+
+    def _do_open_turn(self, source: str) -> str:
+        self._stale = False  # no earlier reply is pending any more (a no-speech turn's never came)
+        return self._open(source)
+
+    def _do_barge_in(self, source: str) -> str:
+        self.stats["barge_ins"] += 1
+        log.info("barge-in by %s: reply stopped", source)
+        self._p().player.flush()
+        self._stale = True
+        self._ports.publish({"event": "barge_in", "source": source})
+        return self._open(source)
+
+    def _open(self, source: str) -> str:
+        if source != "wake":
+            self._ports.publish({"event": "wake", "source": source})
+        self._cancel_timers()
+        self.stats["turns"] += 1
+        self._enqueue("start", source)
+        return f"listening (woken by {'the wake word' if source == 'wake' else source})"
+
+    def _do_reject_turn(self, source: str) -> None:
+        log.info("turn from %s refused while %s", source, self.state.value)
+        if self._parts is not None:
+            self._parts.ear.cancel_turn()
+
+    def _do_send_turn_audio(self, pcm: bytes) -> None:
         self._enqueue("audio", pcm)
 
-    def on_turn_end(self, reason: str) -> None:
-        if not self.turn_open:
-            return
-        self.turn_open = False
+    def _do_close_turn(self, reason: str) -> str:
+        self._end_turn(reason)
+        self._arm_reply_timer()
+        return f"thinking (end of speech: {reason})"
+
+    def _do_close_unheard(self, reason: str) -> str:
+        self._end_turn(reason)
+        self.stats["no_speech" if reason == "no_speech" else "cancelled"] += 1
+        self._stale = True  # nothing was said (or the turn was called off): its answer is not played
+        return "idle (no speech after the wake word)" if reason == "no_speech" else "idle"
+
+    def _end_turn(self, reason: str) -> None:
         self.stats["last_turn_end"] = reason
         self._enqueue("end", reason)
-        self._publish({"event": "turn_end", "reason": reason})
-        if reason in ("no_speech", "cancelled"):
-            self.stats["no_speech" if reason == "no_speech" else "cancelled"] += 1
-            # nothing was said (or the turn was called off): the model's answer is not played
-            self._discard_reply = True
-            self._go(State.IDLE, "idle (no speech after the wake word)" if reason == "no_speech" else "idle")
-            return
-        self._go(State.THINKING, f"thinking (end of speech: {reason})")
-        self._arm_reply_timer()
+        self._ports.publish({"event": "turn_end", "reason": reason})
 
-    def cancel_turn(self, why: str) -> None:
-        """Mute, stop or reload: close any turn, stop any reply, and be idle."""
-        if self.turn_open:
-            self.turn_open = False
-            self._enqueue("end", why)
-            self._discard_reply = True
-        elif self.state in (State.THINKING, State.SPEAKING):
-            self._discard_reply = True
-        self._p.player.flush()
-        self._cancel_timers()
-        if self.state not in (State.IDLE, State.STOPPING):
-            self._go(State.IDLE, f"idle ({why})")
+    def _do_trigger(self, source: str) -> None:
+        self._p().ear.trigger(source)  # the Ear opens it at its next frame: on_turn_start
 
-    # ---- text turns (edgectl say) ------------------------------------------------------------
-    def say(self, text: str) -> None:
-        if self.state == State.SPEAKING:
-            self._p.player.flush()
-            self._discard_reply = True
+    def _do_send_text(self, text: str) -> str:
         self.stats["text_turns"] += 1
         self.stats["turns"] += 1
         self._enqueue("text", text)
-        self._go(State.THINKING, "thinking (text turn)")
         self._arm_reply_timer()
+        return "thinking (text turn)"
+
+    def _do_interrupt_with_text(self, text: str) -> str:
+        self._p().player.flush()
+        self._stale = True
+        return self._do_send_text(text)
+
+    def _do_play(self, pcm: bytes) -> str:
+        self._p().player.write(pcm)
+        if self.state != State.SPEAKING:
+            self._cancel_timers()
+        return "speaking"
+
+    def _do_interrupted(self) -> str:
+        self.stats["interruptions"] += 1
+        self._p().player.flush()
+        self._ports.publish({"event": "interrupted"})
+        return "idle (reply interrupted)"
+
+    def _do_interrupted_stale(self) -> None:
+        # the barge-in's own interruption: from now on replies belong to the new turn
+        self._do_interrupted()
+        self._stale = False
+
+    def _do_end_stale(self) -> None:
+        self._stale = False
+
+    def _do_count_complete(self) -> None:
+        self.stats["turns_completed"] += 1
+        self._cancel_timers()
+
+    def _do_end_of_reply(self) -> None:
+        self._do_count_complete()
+        self._p().player.end_of_reply()  # -> on_drained when the last sample has played
+
+    def _do_reply_done(self) -> str:
+        self._do_count_complete()
+        return self._do_finish_reply()
+
+    def _do_finish_reply(self) -> str:
+        if self.cfg.turn.follow_up_s > 0:
+            # listen on without the wake word; the no-speech timeout closes it if nobody talks
+            self._p().ear.trigger("follow-up")
+        return "idle"
+
+    def _do_run_tools(self, calls: list[types.FunctionCall]) -> str:
+        loop = asyncio.get_running_loop()
+        for fc in calls:
+            self.stats["tool_calls"] += 1
+            key = fc.id or f"anon-{time.monotonic_ns()}"
+            task = loop.create_task(self._run_tool(fc), name=f"tool-{fc.name}")
+            self._tool_tasks[key] = task
+            task.add_done_callback(lambda _t, k=key: self._tool_tasks.pop(k, None))
+        self._cancel_timers()
+        self._arm_reply_timer()
+        return f"thinking (running {', '.join(fc.name or '?' for fc in calls)})"
+
+    def _do_give_up(self) -> str:
+        log.warning("no reply within %.0f s: back to idle", self.cfg.turn.reply_timeout_s)
+        self._stale = True
+        return "idle (no reply)"
+
+    def _do_cancel(self, why: str) -> str:
+        self._call_off()
+        return f"idle ({why})"
+
+    def _call_off(self) -> None:
+        """Close an open turn, drop the reply in flight (and mark the rest of it stale)."""
+        if self.state == State.LISTENING:
+            self._enqueue("end", "cancelled")
+        if self.state in (State.LISTENING, State.THINKING, State.SPEAKING):
+            self._stale = True
+        if self._parts is not None:
+            self._parts.ear.cancel_turn()
+            self._parts.player.flush()
+        self._cancel_timers()
+
+    def _do_mute(self) -> str:
+        self._call_off()
+        if self._parts is not None:
+            self._parts.capture.set_muted(True)
+        log.info("microphone muted")
+        self._ports.publish({"event": "mute", "muted": True})
+        return "muted"
+
+    def _do_unmute(self) -> str:
+        self._p().capture.set_muted(False)
+        log.info("microphone on")
+        self._ports.publish({"event": "mute", "muted": False})
+        return "microphone on"
+
+    def _do_stop(self) -> str:
+        self._call_off()
+        return "stopping"
 
     # ---- the sender: one task, so start/audio/end keep their order -------------------------
     def _enqueue(self, kind: str, payload: Any) -> None:
@@ -166,7 +423,7 @@ class Conversation:
             await self._out_ready.wait()
             while self._outq:
                 kind, payload = self._outq.popleft()
-                live = self._p.live  # read each time: a reload (restart_live) replaces the session
+                live = self._p().live  # read each time: a reload replaces the session
                 try:
                     if kind == "audio":
                         self._out_audio -= 1
@@ -183,88 +440,21 @@ class Conversation:
                     log.warning("sending %s to the Live session failed: %s", kind, exc)
             self._out_ready.clear()
 
-    # ---- from the Live session (LiveHandler) --------------------------------------------------
-    def on_audio(self, pcm: bytes) -> None:
-        if self._discard_reply or self.state in (State.MUTED, State.LISTENING):
-            return
-        self._p.player.write(pcm)
-        if self.state != State.SPEAKING:
-            self._cancel_timers()
-            self._go(State.SPEAKING, "speaking")
-
-    def on_interrupted(self) -> None:
-        self.stats["interruptions"] += 1
-        self._p.player.flush()
-        self._publish({"event": "interrupted"})
-        if self._discard_reply:
-            # the barge-in's own interruption: from now on replies belong to the new turn
-            self._discard_reply = False
-        elif self.state == State.SPEAKING:
-            self._go(State.IDLE, "idle (reply interrupted)")
-
-    def on_generation_complete(self) -> None:
-        pass
-
-    def on_turn_complete(self) -> None:
-        if self._discard_reply:
-            self._discard_reply = False
-            return
-        if self.state == State.LISTENING:
-            return
-        self.stats["turns_completed"] += 1
-        self._cancel_timers()
-        if self.state == State.SPEAKING:
-            self._p.player.end_of_reply()  # -> on_drained when the last sample has played
-        elif self.state == State.THINKING and not self._tool_tasks:
-            self._after_reply()
-
-    def on_drained(self) -> None:
-        if self.state == State.SPEAKING:
-            self._after_reply()
-
-    def _after_reply(self) -> None:
-        self._go(State.IDLE, "idle")
-        if self.cfg.turn.follow_up_s > 0:
-            # listen on without the wake word; the no-speech timeout closes it if nobody talks
-            self._p.start_turn("follow-up")
-
-    def on_transcript(self, role: str, text: str) -> None:
-        self.stats["last_transcript"][role] = text
-        self._publish({"event": "transcript", "role": role, "text": text})
-
     # ---- tool calls -----------------------------------------------------------------------------
-    def on_tool_call(self, calls: list[Any]) -> None:
-        for fc in calls:
-            self.stats["tool_calls"] += 1
-            key = fc.id or f"anon-{time.monotonic_ns()}"
-            task = asyncio.get_running_loop().create_task(self._run_tool(fc), name=f"tool-{fc.name}")
-            self._tool_tasks[key] = task
-            task.add_done_callback(lambda _t, k=key: self._tool_tasks.pop(k, None))
-        self._cancel_timers()
-        if self.state not in (State.SPEAKING, State.LISTENING):
-            self._go(State.THINKING, f"thinking (running {', '.join(fc.name or '?' for fc in calls)})")
-        self._arm_reply_timer()
-
-    async def _run_tool(self, fc: Any) -> None:
-        self._publish({"event": "tool_call", "name": fc.name, "args": dict(fc.args or {}), "id": fc.id})
-        response = await self._p.tools.call(fc)
+    async def _run_tool(self, fc: types.FunctionCall) -> None:
+        self._ports.publish({"event": "tool_call", "name": fc.name, "args": dict(fc.args or {}), "id": fc.id})
+        response = await self._p().tools.call(fc)
         if response is None:  # cancelled: no response is sent
-            self._publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": False, "cancelled": True})
+            self._ports.publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": False,
+                                 "cancelled": True})
             return
         result = response.response or {}
-        self._publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": "error" not in result,
-                       "response": result})
+        self._ports.publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": "error" not in result,
+                             "response": result})
         try:
-            await self._p.live.send_tool_responses([response])
+            await self._p().live.send_tool_responses([response])
         except Exception as exc:
             log.warning("sending the response to %s failed: %s", fc.name, exc)
-
-    def on_tool_cancel(self, ids: list[str]) -> None:
-        self._p.tools.cancel(ids)
-        self._publish({"event": "tool_cancel", "ids": list(ids)})
-
-    def on_connection(self, state: str, detail: str) -> None:
-        self._publish({"event": "connection", "state": state, "detail": detail})
 
     # ---- timers ------------------------------------------------------------------------------
     def _arm_reply_timer(self) -> None:
@@ -275,10 +465,7 @@ class Conversation:
 
     def _reply_timed_out(self) -> None:
         self._reply_timer = None
-        if self.state == State.THINKING:
-            log.warning("no reply within %.0f s: back to idle", self.cfg.turn.reply_timeout_s)
-            self._discard_reply = True
-            self._go(State.IDLE, "idle (no reply)")
+        self.handle(Ev.REPLY_TIMEOUT)
 
     def _cancel_timers(self) -> None:
         if self._reply_timer:

@@ -5,7 +5,9 @@ between the detection and the turn: ``on_turn_audio`` gets the pre-roll (``prero
 to the end of the detecting frame) and then every following frame, in order, until
 ``on_turn_end(reason)``.  After ``on_turn_end`` no more turn audio comes until the next turn.
 
-Callbacks run on the Ear thread; the daemon forwards them with ``loop.call_soon_threadsafe``.
+Callbacks run on the Ear thread; the composition root posts them onto the loop (``Ports.post``) to
+the conversation, which owns the truth about the turn: it may refuse a turn the Ear opened, and
+tells the Ear to call one off (``cancel_turn``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .device import Worker
 from .endpoint import Endpointer
 from .frames import RATE, AudioFrame, FrameRing
 from .wake import Detection, WakeDetector
@@ -37,9 +40,10 @@ class EarCallbacks:
     on_drops: Callable[[int], None] = _nop  # frames lost (seq gap) while a turn was open
 
 
-class Ear:
+class Ear(Worker):
     def __init__(self, ring: FrameRing, wake: WakeDetector | None, endpointer: Endpointer, preroll_ms: int = 400,
                  callbacks: EarCallbacks | None = None, *, wake_tail_ms: int = 0) -> None:
+        super().__init__("ear")
         self.ring, self.wake, self.endpointer = ring, wake, endpointer
         self.preroll_ms = preroll_ms
         self.cb = callbacks or EarCallbacks()
@@ -51,9 +55,8 @@ class Ear:
         self._pending_cancel = False
         self._wake_enabled = True
         self._wake_dirty = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._beat = time.monotonic()
+        # the Ear's own mechanism: is it streaming a turn's audio now.  Whether a turn is open is the
+        # conversation's truth: it is told of every open and close, and can call the turn off.
         self.in_turn = False
         self.turn_source: str | None = None
         self._last_seq: int | None = None
@@ -71,16 +74,7 @@ class Ear:
         if self.wake is not None:
             self.wake.load()
         self.endpointer.load()
-        self._stop.clear()
-        self._beat = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="ear", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        t, self._thread = self._thread, None
-        if t is not None:
-            t.join(timeout)
+        super().start()
 
     def trigger(self, source: str = "button") -> None:
         """Open a turn from the next frame (no pre-roll).  Ignored if a turn is open then."""
@@ -99,10 +93,6 @@ class Ear:
                 self._wake_dirty = True  # its audio history is stale
             self._wake_enabled = bool(enabled)
 
-    def alive(self) -> float:
-        """Monotonic time of the Ear loop's last iteration (for the watchdog)."""
-        return self._beat
-
     def stats(self) -> dict:
         w = self.wake.stats() if self.wake is not None else {}
         return {"in_turn": self.in_turn, "turn_source": self.turn_source, "frames": self.frames,
@@ -120,8 +110,8 @@ class Ear:
             log.exception("ear callback %s failed", getattr(fn, "__name__", fn))
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._beat = time.monotonic()
+        while not self.stopping:
+            self.beat()
             frame = self.ring.get(0.2)
             if frame is None:
                 continue

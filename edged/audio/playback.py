@@ -21,18 +21,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .capture import StatusCallback, _close, open_pcm
 from .convert import Converter
+from .device import DeviceThread, StatusCallback, close_pcm, open_pcm
 
 log = logging.getLogger(__name__)
 
 
-class Player:
+class Player(DeviceThread):
+    kind = "playback"
+
     def __init__(self, device: str, *, rate: int = 24000, channels: int = 1, jitter_ms: int = 120,
                  on_status: StatusCallback | None = None, on_drained: Callable[[], None] | None = None,
                  source_rate: int = 24000, period_ms: int = 20, max_queue_s: float = 120.0,
                  lead_periods: int = 2, backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0) -> None:
-        self.device, self.rate, self.channels = device, rate, channels
+        super().__init__(f"player:{device}", device, on_status=on_status, backoff_initial_s=backoff_initial_s,
+                         backoff_max_s=backoff_max_s)
+        self.rate, self.channels = rate, channels
         self.source_rate, self.period_ms, self.jitter_ms = source_rate, period_ms, jitter_ms
         self.period_frames = max(1, rate * period_ms // 1000)
         self._frame_bytes = 2 * channels
@@ -40,8 +44,7 @@ class Player:
         self._jitter_bytes = rate * jitter_ms // 1000 * self._frame_bytes
         self._max_bytes = int(rate * max_queue_s) * self._frame_bytes
         self._lead = lead_periods * period_ms / 1000
-        self._on_status, self._on_drained = on_status, on_drained
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, max(backoff_initial_s, backoff_max_s)
+        self._on_drained = on_drained
         self._conv = Converter(source_rate, 1, rate) if source_rate != rate else None
         self._cond = threading.Condition()
         self._q = bytearray()
@@ -49,11 +52,6 @@ class Player:
         self._started = False  # past the jitter buffer
         self._ended = False  # end_of_reply() was called
         self._flush_gen = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._beat = time.monotonic()
-        self.state = "stopped"
-        self.error: str | None = None
         self.frames_written = 0
         self.underruns = 0
         self.overflow_bytes = 0
@@ -66,20 +64,10 @@ class Player:
         self.first_writes: deque[tuple[int, float]] = deque(maxlen=8)
 
     # -- control (any thread; never blocks) -------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"player:{self.device}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+    def _interrupt(self) -> None:
+        super()._interrupt()
         with self._cond:
             self._cond.notify_all()
-        t, self._thread = self._thread, None
-        if t is not None:
-            t.join(timeout)
 
     def write(self, pcm: bytes) -> None:
         """Queue reply audio (source format).  Never blocks; beyond ``max_queue_s`` the oldest is dropped."""
@@ -127,9 +115,6 @@ class Player:
     def playing(self) -> bool:
         return self._active
 
-    def alive(self) -> float:
-        return self._beat
-
     def stats(self) -> dict:
         with self._cond:
             queued = len(self._q)
@@ -146,22 +131,10 @@ class Player:
             data = np.repeat(np.frombuffer(data, dtype="<i2"), self.channels).tobytes()
         return data
 
-    def _status(self, state: str, error: str | None = None) -> None:
-        if state == self.state and error == self.error:
-            return
-        self.state, self.error = state, error
-        (log.warning if state == "failed" else log.info)("playback %s: %s%s", self.device, state,
-                                                         f" ({error})" if error else "")
-        if self._on_status is not None:
-            try:
-                self._on_status(state, error)
-            except Exception:
-                log.exception("playback on_status callback failed")
-
     def _next(self) -> tuple[bytes | None, bool, int]:
         """Wait for work.  Returns (chunk to write, reply drained, flush generation)."""
         with self._cond:
-            while not self._stop.is_set():
+            while not self.stopping:
                 gen = self._flush_gen
                 if self._active and not self._started and (len(self._q) >= self._jitter_bytes or self._ended):
                     self._started = True
@@ -179,28 +152,24 @@ class Player:
                         self._in_underrun = True
                         log.debug("playback underrun")
                 self._cond.wait(0.1)
-                self._beat = time.monotonic()
+                self.beat()
             return None, False, self._flush_gen
 
     def _run(self) -> None:
         pcm = None
-        backoff = self.backoff_initial_s
         t_play = time.monotonic()  # when the audio written so far will have been played
         gen_seen = self._flush_gen
         try:
-            while not self._stop.is_set():
-                self._beat = time.monotonic()
+            while not self.stopping:
+                self.beat()
                 if pcm is None:
                     try:
                         pcm = open_pcm("playback", self.device, self.rate, self.channels, self.period_frames)
                     except Exception as exc:
                         self.failures += 1
-                        self._status("failed", f"cannot open playback device {self.device!r}: {exc}")
-                        self._stop.wait(backoff)
-                        backoff = min(backoff * 2, self.backoff_max_s)
+                        self._failed(f"cannot open playback device {self.device!r}: {exc}")
                         continue
-                    backoff = self.backoff_initial_s
-                    self._status("running")
+                    self._opened()
                 chunk, drained, gen = self._next()
                 if gen != gen_seen:  # flushed since the last write: drop what the device still holds
                     gen_seen = gen
@@ -220,16 +189,17 @@ class Player:
                 ahead = t_play - time.monotonic()
                 if ahead > self._lead:
                     with self._cond:  # pace to real time; a flush interrupts the wait
-                        self._cond.wait_for(lambda g=gen: self._flush_gen != g or self._stop.is_set(), ahead - self._lead)
+                        self._cond.wait_for(lambda g=gen: self._flush_gen != g or self.stopping, ahead - self._lead)
                         if self._flush_gen != gen:
                             continue  # the chunk belongs to a flushed reply
                 try:
                     pcm.write(chunk)
                 except Exception as exc:
                     self.failures += 1
-                    pcm = _close(pcm)
+                    pcm = close_pcm(pcm)
+                    self._backoff.disconnected()
                     self._status("failed", f"playback device {self.device!r}: {exc}")
-                    continue
+                    continue  # reopen at once; a device that cannot be opened waits out the backoff
                 if self._first_pending:
                     self._first_pending = False
                     self.first_writes.append((self.replies, time.monotonic()))
@@ -237,7 +207,7 @@ class Player:
                 t_play = max(t_play, time.monotonic()) + self.period_ms / 1000
         finally:
             if pcm is not None:
-                _close(pcm)
+                close_pcm(pcm)
             self._status("stopped")
 
     def _call_drained(self) -> None:

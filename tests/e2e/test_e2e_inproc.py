@@ -72,6 +72,8 @@ async def speaker(tmp_path, models_dir, monkeypatch, *, scenario=None, mic=True,
     try:
         sp = Speaker(d, emu, feeder, alsa)
         await emu.wait_connections(1, timeout=15)
+        # the emulator sees the connection before the session has its setup answer: wait for that
+        await sp.wait(lambda: d.status()["live"]["connected"], timeout=15, what="the Live session connected")
         yield sp
     finally:
         await d.stop()

@@ -1,0 +1,461 @@
+"""The composition root: builds the parts once into a typed container, starts them in order, stops
+them in reverse under one deadline, and applies a new config by restarting only what it changes.
+
+    App.start():  build every part (parts.py factories, each given only its ports)
+                  -> the conversation is attached to the container
+                  -> groups opened in order, each an AsyncExitStack:
+                     devices (GPIO, status LED, camera, tools), player, hearing (Ear, capture),
+                     live (its supervisor task), conversation (its sender), control, watchdog
+                  -> READY
+    App.stop():   STOP (the conversation is stopping) -> every thread's stop event is set
+                  -> groups closed in reverse, every step bounded by one Deadline (SHUTDOWN_S);
+                     the threads are joined in parallel; one that hangs is left behind.
+    App.reload(): validate, then close and reopen only the groups whose sections changed.
+
+Data flows one way: the parts report to the conversation (through ``Ports.post``) and to the
+problem registry; the conversation tells the parts what to do; the root wires and watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__, config, parts
+from .control_api import ControlApi
+from .conversation import Conversation
+from .errors import ConfigError, EdgedError
+from .health import Problems
+from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
+from .service.control import EventHub
+from .service.notify import Notifier
+from .state import State
+
+if TYPE_CHECKING:
+    from .audio.capture import Capture
+    from .audio.device import Worker
+    from .audio.ear import Ear
+    from .audio.playback import Player
+    from .live.session import LiveSession
+    from .secrets import Secret
+    from .service.control import ControlServer
+    from .status_leds import StatusLights
+    from .tools.camera import Camera
+    from .tools.gpio import GpioBank
+    from .tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_S = 3.5  # the whole stop, hung threads included (systemd's TimeoutStopSec is 15 s)
+RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
+STALL_S = 10.0  # a thread whose heartbeat is older than this is hung: the watchdog pings stop
+GROUPS = ("devices", "player", "hearing", "live", "conversation", "control", "watchdog")
+
+
+@dataclass
+class Parts:
+    """The current parts.  Built once by :meth:`App.start`; a reload replaces the groups it restarts."""
+
+    gpio: GpioBank | None
+    lights: StatusLights
+    camera: Camera | None
+    tools: ToolRegistry
+    player: Player
+    capture: Capture
+    ear: Ear
+    live: LiveSession
+    control: ControlServer | None
+
+    def threads(self) -> list[Worker]:
+        return [self.capture, self.ear, self.player]
+
+
+class App:
+    def __init__(self, cfg: config.Config, api_key: Secret | None) -> None:
+        self.cfg = cfg
+        self.api_key = api_key
+        self.started_at = time.monotonic()
+        self.events = EventHub()
+        self.notifier = Notifier()
+        self.tasks = Tasks()
+        self._post: LoopPost | None = None
+        self.ports = Ports(publish=self.publish, problem=self._problem, post=self._post_to_loop,
+                           spawn=self.tasks.spawn)
+        self.problems = Problems(self.publish, self._health_changed)
+        self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
+        self.parts: Parts | None = None
+        self._groups: dict[str, AsyncExitStack] = {}
+        self._shown: State | None = None
+        self._deadline = Deadline(0.0)  # the current stop's (shutdown or reload): read by the group closers
+        self._stopped = False
+
+    # ---- ports -----------------------------------------------------------------------------------
+    def publish(self, event: dict[str, Any]) -> None:
+        # CLOCK_MONOTONIC is one clock for the whole machine: benchmarks compare it across processes
+        event.setdefault("mono", round(time.monotonic(), 4))
+        self.events.publish(event)
+
+    def _problem(self, part: str, message: str | None) -> None:
+        self.problems.report(part, message)
+
+    def _post_to_loop(self, fn: Callable[..., object], *args: object) -> None:
+        if self._post is not None:
+            self._post(fn, *args)
+
+    def _health_changed(self) -> None:
+        self.conv.on_health(self.problems.critical())
+        self._status_changed()
+
+    def _status_changed(self) -> None:
+        state = self.conv.state
+        if self.parts is not None and state != self._shown:
+            self._shown = state
+            self.parts.lights.show(state)
+        self.notifier.status(self.status_line())
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._post = LoopPost(loop)
+        await asyncio.to_thread(Path(self.cfg.state.dir).mkdir, parents=True, exist_ok=True)
+        self.parts = self._build(self.cfg)
+        self.conv.attach(self.parts)
+        for name in GROUPS:
+            await self._open(name)
+        self.conv.ready()
+        self.notifier.ready()
+        log.info("edged %s ready (pid %d)", __version__, os.getpid())
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = Deadline(SHUTDOWN_S)
+        self.conv.stop_now()
+        self.notifier.stopping()
+        if self.parts is not None:
+            for worker in self.parts.threads():
+                worker.request_stop()  # all at once: they stop in parallel, joined below
+        for name in reversed(list(self._groups)):
+            await self._close(name, deadline)
+        await self.tasks.cancel_all(deadline)
+        log.info("stopped")
+
+    def _build(self, cfg: config.Config) -> Parts:
+        gpio = parts.build_gpio(cfg, self.ports, self._on_gpio_input)
+        camera = parts.build_camera(cfg, gpio)
+        ring = parts.build_ring(cfg)
+        control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
+        return Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
+                     tools=parts.build_tools(gpio, camera, self._send_video),
+                     player=parts.build_player(cfg, self.ports, self.conv.on_drained),
+                     capture=parts.build_capture(cfg, self.ports, ring),
+                     ear=parts.build_ear(cfg, self.ports, ring, self.conv),
+                     live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
+
+    # ---- groups: each one's lifetime is an AsyncExitStack ---------------------------------------
+    async def _open(self, name: str) -> None:
+        stack = AsyncExitStack()
+        self._groups[name] = stack  # keeps its place in the order when a reload reopens it
+        await getattr(self, "_open_" + name)(stack)
+
+    async def _close(self, name: str, deadline: Deadline) -> None:
+        stack = self._groups.pop(name, None)
+        if stack is None:
+            return
+        self._deadline = deadline
+        try:
+            await stack.aclose()
+        except Exception as exc:  # one part failing to stop must not keep the others running
+            log.warning("stopping %s: %s", name, exc)
+
+    async def _open_devices(self, stack: AsyncExitStack) -> None:
+        p = self.running_parts()
+        if p.gpio is not None:
+            try:
+                p.gpio.start()
+                self.ports.problem("gpio", None)
+            except Exception as exc:
+                self.ports.problem("gpio", str(exc))
+                p.gpio = None
+            else:
+                stack.callback(_quietly, "releasing GPIO", p.gpio.stop)  # outputs to safe values, pins freed
+        p.lights = parts.build_lights(p.gpio, self.cfg.gpio.status_led)
+        stack.callback(_quietly, "status LED", p.lights.close)
+        self._shown = None
+        if p.camera is not None:
+            camera = p.camera
+            try:
+                camera.start()
+                self.ports.problem("camera", None)
+            except Exception as exc:  # the tools answer "no camera" and status says why
+                self.ports.problem("camera", str(exc))
+            stack.push_async_callback(self._bounded, "camera", lambda: asyncio.to_thread(camera.stop))
+        tools = p.tools
+        stack.push_async_callback(self._bounded, "tools", tools.close)
+        self._status_changed()  # the new LED shows the current state
+
+    async def _open_player(self, stack: AsyncExitStack) -> None:
+        player = self.running_parts().player
+        player.start()
+        stack.push_async_callback(self._join, player)
+
+    async def _open_hearing(self, stack: AsyncExitStack) -> None:
+        p = self.running_parts()
+        capture, ear = p.capture, p.ear
+        ear.start()
+        stack.push_async_callback(self._join, capture, ear)  # capture stops first: no frame is left half-read
+        capture.set_muted(self.conv.muted)
+        capture.start()
+
+    async def _open_live(self, stack: AsyncExitStack) -> None:
+        live = self.running_parts().live
+        task = self.tasks.spawn(live.run(), "edged-live")
+
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(live.stop(), self._deadline.left(2.0))
+            await cancel_tasks([task], self._deadline)
+
+        stack.push_async_callback(stop)
+
+    async def _open_conversation(self, stack: AsyncExitStack) -> None:
+        self.conv.start()
+        stack.push_async_callback(self._bounded, "conversation", self.conv.stop)
+
+    async def _open_control(self, stack: AsyncExitStack) -> None:
+        p = self.running_parts()
+        server = p.control
+        if server is None:
+            return
+        try:
+            await server.start()
+            self.ports.problem("control", None)
+        except Exception as exc:
+            self.ports.problem("control", f"control socket {self.cfg.control.socket}: {exc}")
+            p.control = None
+            return
+        stack.push_async_callback(self._bounded, "control", server.stop, 1.0)
+
+    async def _open_watchdog(self, stack: AsyncExitStack) -> None:
+        if not self.notifier.watchdog_interval():
+            return
+        task = self.tasks.spawn(self.notifier.run_watchdog([self._capture_alive]), "edged-watchdog")
+        stack.push_async_callback(lambda: cancel_tasks([task], self._deadline))
+
+    async def _bounded(self, what: str, stop: Callable[[], Awaitable[object]], cap: float | None = None) -> None:
+        try:
+            await asyncio.wait_for(stop(), self._deadline.left(cap))
+        except TimeoutError:
+            log.warning("stopping %s: not done by the deadline", what)
+        except Exception as exc:
+            log.warning("stopping %s: %s", what, exc)
+
+    async def _join(self, *workers: Worker) -> None:
+        """Join threads in parallel until the deadline (their stop events are set already)."""
+        for w in workers:
+            w.request_stop()
+        left = self._deadline.left()
+        await asyncio.gather(*(asyncio.to_thread(w.join, left) for w in workers))
+
+    def running_parts(self) -> Parts:
+        assert self.parts is not None, "not started"
+        return self.parts
+
+    # ---- reload ----------------------------------------------------------------------------------
+    async def reload(self, new: config.Config | None = None) -> None:
+        """Apply a new config (read from the file when None): refused whole if invalid (the old one stays)."""
+        self.notifier.reloading()
+        try:
+            if new is None:
+                new = config.load(self.cfg.path)
+            await self.apply(new)
+        except ConfigError as exc:
+            log.error("reload refused, the old config stays: %s", exc)
+            self.problems.note_error(str(exc))
+            raise
+        finally:
+            self.notifier.ready()
+            self.notifier.status(self.status_line())
+
+    async def apply(self, new: config.Config) -> None:
+        """Apply a validated config, restarting only the groups whose sections changed."""
+        old = self.cfg
+        changed = {name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)}
+        if not changed:
+            log.info("reload: nothing changed")
+            return
+        if "state" in changed or "control" in changed:
+            # paths the service manager set up; they take a restart
+            raise config.ConfigError(new.path, "state" if "state" in changed else "control",
+                                     "changing this takes a restart (systemctl restart edged)")
+        self.cfg = new
+        log.info("reload: applying changes to %s", ", ".join(sorted(changed)))
+        if "log" in changed:
+            logging.getLogger("edged").setLevel(new.log.level.upper())
+        p = self.running_parts()
+        deadline = Deadline(RELOAD_STOP_S)
+        restart: list[str] = []
+        if changed & {"gpio", "camera"}:
+            restart.append("devices")
+        if changed & {"wake", "turn", "audio"}:
+            self.conv.cancel()
+            restart += ["player", "hearing"] if "audio" in changed else ["hearing"]
+        if changed & {"live", "gpio", "camera"}:
+            # a new setup (model, voice, tools): a new connection, resuming the same conversation
+            restart.append("live")
+        for name in reversed(GROUPS):
+            if name in restart:
+                await self._close(name, deadline)
+        if "devices" in restart:
+            p.gpio = parts.build_gpio(new, self.ports, self._on_gpio_input)
+            p.camera = parts.build_camera(new, p.gpio)
+            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video)
+        if "player" in restart:
+            p.player = parts.build_player(new, self.ports, self.conv.on_drained)
+        if "hearing" in restart:
+            ring = parts.build_ring(new)
+            p.capture = parts.build_capture(new, self.ports, ring)
+            p.ear = parts.build_ear(new, self.ports, ring, self.conv)
+        if "live" in restart:
+            old_live = p.live
+            p.live = parts.build_live(new, self.api_key, self.conv, self._tool_schemas)
+            p.live.adopt_counters(old_live)
+        self.conv.reconfigure(new)  # the conversation reads its timings from the current config
+        for name in GROUPS:
+            if name in restart:
+                await self._open(name)
+        self.publish({"event": "reloaded", "sections": sorted(changed)})
+
+    # ---- wiring --------------------------------------------------------------------------------------
+    def _tool_schemas(self) -> list[Any]:
+        return self.parts.tools.tools() if self.parts is not None else []
+
+    async def _send_video(self, jpeg: bytes) -> None:
+        await self.running_parts().live.send_video(jpeg)
+        self.publish({"event": "video_frame", "bytes": len(jpeg)})
+
+    def _on_gpio_input(self, name: str, value: Any) -> None:
+        """An input changed (on the loop): published; the talk and mute buttons go to the conversation;
+        a ``tell_model`` input is told to the model as context."""
+        self.publish({"event": "gpio", "name": name, "value": value})
+        pressed = bool(value)
+        if name == self.cfg.gpio.talk_button and pressed:
+            with contextlib.suppress(EdgedError):
+                self.conv.request_turn("button")
+        elif name == self.cfg.gpio.mute_button and pressed:
+            self.conv.set_muted(not self.conv.muted)
+        else:
+            dev = next((d for d in self.cfg.gpio.devices if d.name == name), None)
+            if dev and dev.tell_model and self.parts is not None:
+                text = f"[{name} ({dev.description or dev.kind}) is now {'on' if pressed else 'off'}]"
+                self.tasks.spawn(self.parts.live.send_context(text), "edged-context")
+
+    def _capture_alive(self) -> bool:
+        """For the watchdog: the capture and Ear threads have looped lately (they beat even when idle)."""
+        if self.parts is None:
+            return True
+        now = time.monotonic()
+        return all(now - part.alive() < STALL_S for part in (self.parts.capture, self.parts.ear))
+
+    # ---- status ----------------------------------------------------------------------------------
+    def status_line(self) -> str:
+        line = f"{self.conv.state.value}: {self.conv.why}; live {self.conv.live_state}"
+        if self.problems.items:
+            line += "; " + self.problems.summary()
+        return line[:300]
+
+    def status(self) -> dict[str, Any]:
+        def part(obj: Any, method: str = "stats") -> Any:
+            if obj is None:
+                return None
+            try:
+                return getattr(obj, method)()
+            except Exception as exc:  # status must never fail
+                return {"error": str(exc)}
+
+        p, conv, cfg = self.parts, self.conv, self.cfg
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "state": conv.state.value,
+            "why": conv.why,
+            "state_for_s": round(time.monotonic() - conv.since, 1),
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "muted": conv.muted,
+            "config": cfg.path,
+            "live": {"state": conv.live_state, **(part(p and p.live, "status") or {})},
+            "wake": {**conv.wake_stats, "models": list(cfg.wake.models), "threshold": cfg.wake.threshold,
+                     **({"ear": part(p.ear)} if p else {})},
+            "audio": {"capture_device": cfg.audio.capture_device, "playback_device": cfg.audio.playback_device,
+                      "capture": part(p and p.capture), "playback": part(p and p.player)},
+            "conversation": dict(conv.stats),
+            "gpio": part(p and p.gpio, "states"),
+            "status_led": p.lights.current and str(p.lights.current) if p else None,
+            "camera": part(p and p.camera, "status"),
+            "problems": dict(self.problems.items),
+            "last_error": self.problems.last_error,
+        }
+
+
+class _Controls:
+    """The facade edgectl's commands get (:class:`edged.control_api.ControlPort`): nothing more."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    @property
+    def cfg(self) -> config.Config:
+        return self._app.cfg
+
+    @property
+    def state(self) -> State:
+        return self._app.conv.state
+
+    @property
+    def muted(self) -> bool:
+        return self._app.conv.muted
+
+    @property
+    def gpio(self) -> GpioBank | None:
+        return self._app.parts.gpio if self._app.parts else None
+
+    @property
+    def camera(self) -> Camera | None:
+        return self._app.parts.camera if self._app.parts else None
+
+    def status(self) -> dict[str, Any]:
+        return self._app.status()
+
+    async def reload(self, new: config.Config | None = None) -> None:
+        await self._app.reload(new)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self._app.publish(event)
+
+    def request_turn(self, source: str) -> None:
+        self._app.conv.request_turn(source)
+
+    def say(self, text: str) -> None:
+        self._app.conv.say(text)
+
+    def set_muted(self, on: bool) -> None:
+        self._app.conv.set_muted(on)
+
+    def reset_session(self) -> None:
+        self._app.running_parts().live.reset_handle()
+
+
+def _quietly(what: str, fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception as exc:
+        log.warning("%s: %s", what, exc)

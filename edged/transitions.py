@@ -1,0 +1,127 @@
+"""The conversation's transition table, as data: (state, event) -> (action, next state).
+
+:class:`edged.conversation.Conversation` is the only user: every input it gets (from the Ear, the
+Live session, the player, buttons, edgectl, the problem registry) becomes one :class:`Ev`, and the
+row for its current state says which action runs and which state follows.  An event that has no
+row for the current state is ignored (logged at debug level): that is the design, and the tests
+walk every row and every missing pair.  An action named ``refuse_*`` raises
+:class:`edged.errors.EdgedError` (the request is answered with the reason; nothing changes).
+
+Next states: a :class:`State`, ``SAME`` (stay), or ``REST``: IDLE, or ERROR while a critical part
+(capture, wake word, Live connection) has a problem.
+
+Replies that are no longer wanted (after a barge-in, a turn with nothing said, a reply timeout,
+mute) are *stale*: their audio, interruption and turn completion arrive as the ``stale_*``
+events, so the table shows what happens to them too.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .state import State
+
+
+class Ev(StrEnum):
+    READY = "ready"  # the parts are up
+    TURN_START = "turn_start"  # the Ear opened a turn (the wake word, or a trigger it was given)
+    TURN_AUDIO = "turn_audio"  # audio of the open turn, from the Ear
+    SPEECH_END = "speech_end"  # the Ear closed the turn after speech (silence, max_length)
+    NO_SPEECH = "no_speech"  # the Ear closed the turn with nothing said, or cancelled it
+    REQUEST_TURN = "request_turn"  # talk button, edgectl wake, follow-up: ask the Ear for a turn
+    SAY = "say"  # edgectl say: a text turn
+    AUDIO = "audio"  # reply audio from the model
+    INTERRUPTED = "interrupted"  # the server stopped its reply
+    TURN_COMPLETE = "turn_complete"  # the model's turn is done and no tool call is running
+    TURN_COMPLETE_TOOLS = "turn_complete_tools"  # the model's turn is done, tool calls still run
+    STALE_AUDIO = "stale_audio"  # the same three for a reply that is no longer wanted
+    STALE_INTERRUPTED = "stale_interrupted"
+    STALE_TURN_COMPLETE = "stale_turn_complete"
+    DRAINED = "drained"  # the player played the reply's last sample
+    TOOL_CALL = "tool_call"  # the model calls functions
+    REPLY_TIMEOUT = "reply_timeout"  # no reply within turn.reply_timeout_s
+    CANCEL = "cancel"  # a reload: call the turn and the reply off
+    MUTE = "mute"
+    UNMUTE = "unmute"
+    FAULT = "fault"  # a critical part has a problem
+    RECOVERED = "recovered"  # no critical part has a problem any more
+    STOP = "stop"
+
+
+SAME = "same"
+REST = "rest"
+Next = State | str
+
+S = State
+AT_REST = (S.IDLE, S.ERROR)
+REPLYING = (S.THINKING, S.SPEAKING)
+# the states in which the model's messages can arrive (not starting, not stopping)
+RUNNING = (S.IDLE, S.ERROR, S.LISTENING, S.THINKING, S.SPEAKING, S.MUTED)
+
+TABLE: dict[tuple[State, Ev], tuple[str, Next]] = {}
+
+
+def _row(states: tuple[State, ...], event: Ev, action: str, nxt: Next) -> None:
+    for state in states:
+        key = (state, event)
+        assert key not in TABLE, f"two rows for {key}"
+        TABLE[key] = (action, nxt)
+
+
+# start-up and shutdown
+_row((S.STARTING,), Ev.READY, "none", REST)
+_row((S.STARTING, *RUNNING), Ev.STOP, "stop", S.STOPPING)
+# turns from the Ear
+_row(AT_REST, Ev.TURN_START, "open_turn", S.LISTENING)
+_row(REPLYING, Ev.TURN_START, "barge_in", S.LISTENING)
+_row((S.STARTING, S.MUTED), Ev.TURN_START, "reject_turn", SAME)
+_row((S.LISTENING,), Ev.TURN_AUDIO, "send_turn_audio", SAME)
+_row((S.LISTENING,), Ev.SPEECH_END, "close_turn", S.THINKING)
+_row((S.LISTENING,), Ev.NO_SPEECH, "close_unheard", REST)
+# asking for a turn (button, edgectl wake, follow-up)
+_row((*AT_REST, *REPLYING), Ev.REQUEST_TURN, "trigger", SAME)
+_row((S.MUTED,), Ev.REQUEST_TURN, "refuse_muted", SAME)
+_row((S.STARTING,), Ev.REQUEST_TURN, "refuse_not_ready", SAME)
+# text turns
+_row((*AT_REST, S.THINKING), Ev.SAY, "send_text", S.THINKING)
+_row((S.SPEAKING,), Ev.SAY, "interrupt_with_text", S.THINKING)
+_row((S.LISTENING,), Ev.SAY, "refuse_turn_open", SAME)
+_row((S.MUTED,), Ev.SAY, "refuse_muted", SAME)
+_row((S.STARTING,), Ev.SAY, "refuse_not_ready", SAME)
+# the reply
+_row((*AT_REST, S.THINKING), Ev.AUDIO, "play", S.SPEAKING)
+_row((S.SPEAKING,), Ev.AUDIO, "play", SAME)
+_row((*AT_REST, S.LISTENING, S.THINKING, S.MUTED), Ev.INTERRUPTED, "interrupted", SAME)
+_row((S.SPEAKING,), Ev.INTERRUPTED, "interrupted", REST)
+_row((*AT_REST, S.MUTED), Ev.TURN_COMPLETE, "count_complete", SAME)
+_row((*AT_REST, S.MUTED), Ev.TURN_COMPLETE_TOOLS, "count_complete", SAME)
+_row((S.THINKING,), Ev.TURN_COMPLETE, "reply_done", REST)
+_row((S.THINKING,), Ev.TURN_COMPLETE_TOOLS, "count_complete", SAME)
+_row((S.SPEAKING,), Ev.TURN_COMPLETE, "end_of_reply", SAME)
+_row((S.SPEAKING,), Ev.TURN_COMPLETE_TOOLS, "end_of_reply", SAME)
+_row((S.SPEAKING,), Ev.DRAINED, "finish_reply", REST)
+_row((*AT_REST, S.LISTENING, S.THINKING, S.MUTED), Ev.STALE_INTERRUPTED, "interrupted_stale", SAME)
+_row((*AT_REST, S.LISTENING, S.THINKING, S.MUTED), Ev.STALE_TURN_COMPLETE, "end_stale", SAME)
+_row((S.THINKING,), Ev.REPLY_TIMEOUT, "give_up", REST)
+# tool calls are always answered
+_row((*AT_REST, S.THINKING), Ev.TOOL_CALL, "run_tools", S.THINKING)
+_row((S.LISTENING, S.SPEAKING, S.MUTED), Ev.TOOL_CALL, "run_tools", SAME)
+# reload, mute, problems
+_row((S.LISTENING, *REPLYING), Ev.CANCEL, "cancel", REST)
+_row((S.STARTING, *AT_REST, S.LISTENING, *REPLYING), Ev.MUTE, "mute", S.MUTED)
+_row((S.MUTED,), Ev.UNMUTE, "unmute", REST)
+_row((S.IDLE,), Ev.FAULT, "none", S.ERROR)
+_row((S.ERROR,), Ev.RECOVERED, "none", S.IDLE)
+
+
+def markdown() -> str:
+    """The table as Markdown, one row per (state, event), in the order of the states and events
+    (docs/ARCHITECTURE.md carries it; a test keeps the two equal)."""
+    lines = ["| state | event | action | next |", "|---|---|---|---|"]
+    for state in State:
+        for ev in Ev:
+            row = TABLE.get((state, ev))
+            if row is not None:
+                action, nxt = row
+                lines.append(f"| {state.value} | {ev.value} | {action} | {nxt} |")
+    return "\n".join(lines)

@@ -1,0 +1,507 @@
+"""The conversation's transition table, walked row by row.
+
+The conversation drives its parts through the narrow protocols of edged.ports; here they are
+recording fakes (the real player, Ear and Live session are exercised by tests/e2e).  Every state is
+reached through the conversation's own inputs (no state is set by hand).  For every row of
+edged.transitions.TABLE the test checks the next state and the action's visible effect; for every
+(state, event) pair without a row it checks that nothing at all happens.
+"""
+
+import asyncio
+import contextlib
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from google.genai import types
+
+from edged import config
+from edged.conversation import Conversation
+from edged.errors import EdgedError
+from edged.live.session import LiveHandler
+from edged.ports import Ports
+from edged.state import State
+from edged.transitions import REST, SAME, TABLE, Ev, markdown
+
+PCM = b"\x01\x00" * 160
+
+
+@dataclass
+class Rec:
+    """What the conversation told the parts, in order: (part, call, argument)."""
+
+    calls: list[tuple[str, str, object]] = field(default_factory=list)
+
+    def add(self, part: str, call: str, arg: object = None) -> None:
+        self.calls.append((part, call, arg))
+
+    def has(self, part: str, call: str) -> bool:
+        return any(c[0] == part and c[1] == call for c in self.calls)
+
+
+class FakePlayer:
+    def __init__(self, rec: Rec) -> None:
+        self.rec = rec
+
+    def write(self, pcm: bytes) -> None:
+        self.rec.add("player", "write", len(pcm))
+
+    def end_of_reply(self) -> None:
+        self.rec.add("player", "end_of_reply")
+
+    def flush(self) -> int:
+        self.rec.add("player", "flush")
+        return 0
+
+
+class FakeEar:
+    def __init__(self, rec: Rec) -> None:
+        self.rec = rec
+
+    def trigger(self, source: str = "button") -> None:
+        self.rec.add("ear", "trigger", source)
+
+    def cancel_turn(self) -> None:
+        self.rec.add("ear", "cancel_turn")
+
+    def set_wake_enabled(self, enabled: bool) -> None:
+        self.rec.add("ear", "set_wake_enabled", enabled)
+
+
+class FakeMic:
+    def __init__(self, rec: Rec) -> None:
+        self.rec = rec
+
+    def set_muted(self, muted: bool) -> None:
+        self.rec.add("capture", "set_muted", muted)
+
+
+class FakeLive:
+    def __init__(self, rec: Rec) -> None:
+        self.rec = rec
+
+    async def activity_start(self) -> None:
+        self.rec.add("live", "activity_start")
+
+    async def send_audio(self, pcm16k: bytes) -> None:
+        self.rec.add("live", "send_audio", len(pcm16k))
+
+    async def activity_end(self) -> None:
+        self.rec.add("live", "activity_end")
+
+    async def send_text(self, text: str) -> None:
+        self.rec.add("live", "send_text", text)
+
+    async def send_tool_responses(self, responses) -> None:
+        self.rec.add("live", "send_tool_responses", [r.id for r in responses])
+
+    def status(self) -> dict:
+        return {"session_id": "test-session", "last_close_code": None}
+
+
+class FakeTools:
+    def __init__(self, rec: Rec) -> None:
+        self.rec = rec
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def call(self, fc):
+        self.rec.add("tools", "call", fc.name)
+        await self.release.wait()
+        return types.FunctionResponse(id=fc.id, name=fc.name, response={"ok": True})
+
+    def cancel(self, ids) -> None:
+        self.rec.add("tools", "cancel", list(ids))
+
+
+@dataclass
+class FakeParts:
+    player: FakePlayer
+    ear: FakeEar
+    capture: FakeMic
+    live: FakeLive
+    tools: FakeTools
+
+
+class Harness:
+    def __init__(self, **turn) -> None:
+        self.rec = Rec()
+        self.events: list[dict] = []
+        self.problems: list[tuple[str, str | None]] = []
+        self.changes = 0
+        cfg = config.parse({"turn": turn, "wake": {"suppress_while_playing": True}}, "test.toml")
+        ports = Ports(publish=self.events.append, problem=lambda p, m: self.problems.append((p, m)),
+                      post=lambda fn, *a: fn(*a), spawn=lambda coro, name: asyncio.get_running_loop().create_task(coro))
+        self.conv = Conversation(cfg, ports, on_change=self._changed)
+        r = self.rec
+        self.parts = FakeParts(FakePlayer(r), FakeEar(r), FakeMic(r), FakeLive(r), FakeTools(r))
+        self.conv.attach(self.parts)
+        self.conv.start()
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    def published(self, name: str) -> list[dict]:
+        return [e for e in self.events if e["event"] == name]
+
+    async def until(self, pred, what: str, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; calls: {self.rec.calls}")
+            await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        self.conv.stop_now()
+        await self.conv.stop()
+
+
+# How each state is reached, by the conversation's own inputs.
+PATHS = {
+    State.STARTING: [],
+    State.IDLE: [("ready",)],
+    State.ERROR: [("ready",), ("on_health", ["capture"])],
+    State.LISTENING: [("ready",), ("on_turn_start", "wake")],
+    State.THINKING: [("ready",), ("on_turn_start", "wake"), ("on_turn_end", "silence")],
+    State.SPEAKING: [("ready",), ("on_turn_start", "wake"), ("on_turn_end", "silence"), ("on_audio", PCM)],
+    State.MUTED: [("ready",), ("set_muted", True)],
+    State.STOPPING: [("ready",), ("stop_now",)],
+}
+
+ARGS = {
+    Ev.TURN_START: ("button",), Ev.TURN_AUDIO: (PCM,), Ev.SPEECH_END: ("silence",), Ev.NO_SPEECH: ("no_speech",),
+    Ev.REQUEST_TURN: ("button",), Ev.SAY: ("hello",), Ev.AUDIO: (PCM,), Ev.STALE_AUDIO: (PCM,),
+    Ev.TOOL_CALL: ([types.FunctionCall(id="c1", name="get_devices", args={})],), Ev.CANCEL: ("reload",),
+}
+
+
+async def reach(state: State, **turn) -> Harness:
+    h = Harness(**turn)
+    for method, *args in PATHS[state]:
+        getattr(h.conv, method)(*args)
+    assert h.conv.state == state, f"path to {state} ended in {h.conv.state}"
+    await asyncio.sleep(0)  # let the sender take what the path queued
+    h.rec.calls.clear()
+    h.events.clear()
+    return h
+
+
+# The visible effect of each action: a check run after the row fired (h, the state before).
+async def _sent(h: Harness, call: str) -> None:
+    await h.until(lambda: h.rec.has("live", call), f"live.{call}")
+
+
+async def eff_none(h, before):
+    assert not [c for c in h.rec.calls if c[1] != "set_wake_enabled"]
+
+
+async def eff_stop(h, before):
+    assert h.rec.has("player", "flush") and h.rec.has("ear", "cancel_turn")
+
+
+async def eff_open_turn(h, before):
+    await _sent(h, "activity_start")
+    assert h.published("wake")[0]["source"] == "button"
+    assert h.conv.stats["turns"] >= 1
+
+
+async def eff_barge_in(h, before):
+    await _sent(h, "activity_start")
+    assert h.rec.has("player", "flush") and h.published("barge_in") and h.conv.stats["barge_ins"] == 1
+
+
+async def eff_reject_turn(h, before):
+    assert h.rec.calls == [("ear", "cancel_turn", None)]
+
+
+async def eff_send_turn_audio(h, before):
+    await _sent(h, "send_audio")
+
+
+async def eff_close_turn(h, before):
+    await _sent(h, "activity_end")
+    assert h.published("turn_end")[0]["reason"] == "silence"
+
+
+async def eff_close_unheard(h, before):
+    await _sent(h, "activity_end")
+    assert h.conv.stats["no_speech"] == 1 and h.conv.stats["last_turn_end"] == "no_speech"
+
+
+async def eff_trigger(h, before):
+    assert ("ear", "trigger", "button") in h.rec.calls
+
+
+async def eff_send_text(h, before):
+    await h.until(lambda: ("live", "send_text", "hello") in h.rec.calls, "send_text")
+    assert h.conv.stats["text_turns"] == 1
+
+
+async def eff_interrupt_with_text(h, before):
+    await eff_send_text(h, before)
+    assert h.rec.has("player", "flush")
+
+
+async def eff_play(h, before):
+    assert ("player", "write", len(PCM)) in h.rec.calls
+
+
+async def eff_interrupted(h, before):
+    assert h.rec.has("player", "flush") and h.published("interrupted") and h.conv.stats["interruptions"] >= 1
+
+
+async def eff_interrupted_stale(h, before):
+    await eff_interrupted(h, before)
+    assert not h.conv._stale
+
+
+async def eff_end_stale(h, before):
+    assert not h.conv._stale and not h.rec.calls
+
+
+async def eff_count_complete(h, before):
+    assert h.conv.stats["turns_completed"] == 1
+
+
+async def eff_end_of_reply(h, before):
+    assert h.rec.has("player", "end_of_reply") and h.conv.stats["turns_completed"] == 1
+
+
+async def eff_reply_done(h, before):
+    assert h.conv.stats["turns_completed"] == 1 and not h.rec.has("ear", "trigger")  # follow-up is off
+
+
+async def eff_finish_reply(h, before):
+    assert h.conv.stats["turns_completed"] == 0 and not h.rec.has("ear", "trigger")
+
+
+async def eff_run_tools(h, before):
+    await h.until(lambda: ("live", "send_tool_responses", ["c1"]) in h.rec.calls, "the tool's response")
+    assert h.published("tool_call") and h.published("tool_result")[0]["ok"]
+
+
+async def eff_give_up(h, before):
+    assert h.conv._stale
+
+
+async def eff_cancel(h, before):
+    assert h.rec.has("player", "flush") and h.rec.has("ear", "cancel_turn") and h.conv._stale
+
+
+async def eff_mute(h, before):
+    assert ("capture", "set_muted", True) in h.rec.calls and h.published("mute")[0]["muted"] is True
+
+
+async def eff_unmute(h, before):
+    assert ("capture", "set_muted", False) in h.rec.calls and h.published("mute")[0]["muted"] is False
+
+
+EFFECTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("eff_")}
+
+
+def test_every_action_has_an_effect_check():
+    actions = {a for a, _ in TABLE.values() if not a.startswith("refuse_")}
+    assert actions <= set(EFFECTS), actions - set(EFFECTS)
+    for action in {a for a, _ in TABLE.values()}:
+        assert hasattr(Conversation, "_do_" + action), action
+
+
+@pytest.mark.parametrize("state,ev", sorted(TABLE, key=lambda k: (list(State).index(k[0]), list(Ev).index(k[1]))),
+                         ids=lambda x: x.value)
+async def test_row(state, ev):
+    action, nxt = TABLE[(state, ev)]
+    h = await reach(state)
+    try:
+        if action.startswith("refuse_"):
+            why = h.conv.why
+            with pytest.raises(EdgedError):
+                h.conv.handle(ev, *ARGS.get(ev, ()))
+            assert (h.conv.state, h.conv.why) == (state, why) and not h.rec.calls and not h.events
+            return
+        assert h.conv.handle(ev, *ARGS.get(ev, ())) is True
+        expected = state if nxt == SAME else (State.IDLE if nxt == REST and state != State.ERROR else
+                                              State.ERROR if nxt == REST else nxt)
+        assert h.conv.state == expected
+        if expected != state:
+            assert h.published("state")[-1]["state"] == expected.value
+        await EFFECTS[action](h, state)
+    finally:
+        await h.close()
+
+
+MISSING = [(s, e) for s in State for e in Ev if (s, e) not in TABLE]
+
+
+@pytest.mark.parametrize("state,ev", MISSING, ids=lambda x: x.value)
+async def test_events_without_a_row_are_ignored(state, ev):
+    h = await reach(state)
+    try:
+        snapshot = (h.conv.state, h.conv.why, h.conv._stale, dict(h.conv.stats), h.changes)
+        assert h.conv.handle(ev, *ARGS.get(ev, ())) is False
+        await asyncio.sleep(0)
+        assert (h.conv.state, h.conv.why, h.conv._stale, dict(h.conv.stats), h.changes) == snapshot
+        assert not h.rec.calls and not h.events
+    finally:
+        await h.close()
+
+
+def test_the_table_has_no_rows_for_stopping_and_every_other_state_can_stop():
+    assert not [k for k in TABLE if k[0] == State.STOPPING]
+    assert all((s, Ev.STOP) in TABLE for s in State if s != State.STOPPING)
+
+
+def test_the_conversation_implements_the_live_handler_protocol_itself():
+    wanted = {n for n, _ in inspect.getmembers(LiveHandler, inspect.isfunction) if n.startswith("on_")}
+    assert wanted == {"on_audio", "on_interrupted", "on_generation_complete", "on_turn_complete", "on_tool_call",
+                      "on_tool_cancel", "on_transcript", "on_connection"}
+    for name in wanted:
+        assert name in vars(Conversation), name  # defined on the class, not found through __getattr__
+        ours = inspect.signature(getattr(Conversation, name))
+        theirs = inspect.signature(getattr(LiveHandler, name))
+        assert len(ours.parameters) >= len(theirs.parameters), name
+    assert not hasattr(Conversation, "__getattr__")
+
+
+def test_the_architecture_doc_carries_the_table():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert markdown() in doc, "docs/ARCHITECTURE.md: the transition table differs from edged/transitions.py"
+
+
+# ---- inputs are classified into the table's events ------------------------------------------------
+async def test_reply_audio_after_a_barge_in_is_stale_until_the_interruption():
+    h = await reach(State.SPEAKING)
+    try:
+        h.conv.on_turn_start("wake")  # barge-in
+        assert h.conv.state == State.LISTENING and h.conv.turn_open
+        h.rec.calls.clear()
+        h.conv.on_audio(PCM)  # the old reply's audio: dropped
+        assert not h.rec.has("player", "write")
+        h.conv.on_interrupted()  # the server's interruption of the old reply: from now on replies count
+        h.conv.on_turn_end("silence")
+        h.conv.on_audio(PCM)
+        assert h.conv.state == State.SPEAKING and h.rec.has("player", "write")
+    finally:
+        await h.close()
+
+
+async def test_turn_complete_waits_for_running_tool_calls():
+    h = await reach(State.THINKING)
+    try:
+        h.parts.tools.release.clear()  # the tool call runs until released
+        h.conv.on_tool_call(ARGS[Ev.TOOL_CALL][0])
+        await h.until(lambda: h.rec.has("tools", "call"), "the tool call")
+        h.conv.on_turn_complete()  # the model's turn ended with the call: keep thinking
+        assert h.conv.state == State.THINKING
+        h.parts.tools.release.set()
+        await h.until(lambda: h.rec.has("live", "send_tool_responses"), "the response")
+        await h.until(lambda: not h.conv._tool_tasks, "the tool task to end")
+        h.conv.on_turn_complete()  # the answer after the response, without audio
+        assert h.conv.state == State.IDLE
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("reason,event", [("silence", State.THINKING), ("max_length", State.THINKING),
+                                          ("no_speech", State.IDLE), ("cancelled", State.IDLE)])
+async def test_turn_end_reasons(reason, event):
+    h = await reach(State.LISTENING)
+    try:
+        h.conv.on_turn_end(reason)
+        assert h.conv.state == event and h.conv.stats["last_turn_end"] == reason
+    finally:
+        await h.close()
+
+
+async def test_mute_during_a_reply_drops_the_rest_of_it_and_unmute_rests():
+    h = await reach(State.SPEAKING)
+    try:
+        h.conv.set_muted(True)
+        assert h.conv.state == State.MUTED and h.conv.muted
+        h.rec.calls.clear()
+        h.conv.on_audio(PCM)
+        assert not h.rec.has("player", "write")  # the MUTED check is real: nothing plays
+        with pytest.raises(EdgedError, match="muted"):
+            h.conv.request_turn("edgectl")
+        h.conv.set_muted(False)
+        assert h.conv.state == State.IDLE and h.conv.why == "microphone on"
+    finally:
+        await h.close()
+
+
+async def test_a_critical_problem_makes_rest_error_and_its_end_idle():
+    h = await reach(State.LISTENING)
+    try:
+        h.conv.on_health(["live"])
+        assert h.conv.state == State.LISTENING  # a turn in progress goes on
+        h.conv.on_turn_end("no_speech")
+        assert h.conv.state == State.ERROR and h.conv.why == "error (live)"
+        h.conv.on_turn_start("button")  # buttons still work in the error state
+        assert h.conv.state == State.LISTENING
+        h.conv.on_turn_end("no_speech")
+        h.conv.on_health([])
+        assert h.conv.state == State.IDLE
+    finally:
+        await h.close()
+
+
+async def test_wake_is_suppressed_while_speaking_when_configured():
+    h = await reach(State.THINKING)
+    try:
+        h.conv.on_audio(PCM)
+        assert ("ear", "set_wake_enabled", False) in h.rec.calls
+        h.conv.on_turn_complete()
+        h.conv.on_drained()
+        assert h.rec.calls[-1] == ("ear", "set_wake_enabled", True) and h.conv.state == State.IDLE
+    finally:
+        await h.close()
+
+
+async def test_follow_up_asks_the_ear_for_a_turn_after_the_reply():
+    h = Harness(follow_up_s=3.0)
+    try:
+        for method, *args in PATHS[State.SPEAKING]:
+            getattr(h.conv, method)(*args)
+        h.conv.on_turn_complete()
+        h.conv.on_drained()
+        assert h.conv.state == State.IDLE and ("ear", "trigger", "follow-up") in h.rec.calls
+    finally:
+        await h.close()
+
+
+async def test_no_reply_in_time_gives_up():
+    h = Harness(reply_timeout_s=0.05)
+    try:
+        for method, *args in PATHS[State.THINKING]:
+            getattr(h.conv, method)(*args)
+        await h.until(lambda: h.conv.state == State.IDLE, "the reply timeout")
+        assert h.conv.why == "idle (no reply)"
+        h.conv.on_audio(PCM)  # the late reply is stale
+        assert h.conv.state == State.IDLE and not h.rec.has("player", "write")
+    finally:
+        await h.close()
+
+
+async def test_connection_changes_report_the_live_problem():
+    h = await reach(State.IDLE)
+    try:
+        h.conv.on_connection("offline", "no route")
+        assert h.problems[-1] == ("live", "offline: no route") and h.conv.live_state == "offline (no route)"
+        h.conv.on_connection("connected")
+        assert h.problems[-1] == ("live", None) and h.published("connection")[-1]["state"] == "connected"
+    finally:
+        await h.close()
+
+
+async def test_stop_ends_the_sender_and_tool_calls():
+    h = await reach(State.THINKING)
+    h.parts.tools.release.clear()
+    h.conv.on_tool_call(ARGS[Ev.TOOL_CALL][0])
+    await h.until(lambda: h.rec.has("tools", "call"), "the tool call")
+    tasks = list(h.conv._tool_tasks.values())
+    await h.close()
+    assert h.conv.state == State.STOPPING and all(t.done() for t in tasks)
+    with contextlib.suppress(EdgedError):
+        h.conv.say("late")
+    assert h.conv.state == State.STOPPING
