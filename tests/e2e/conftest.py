@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edged.audio import models
-from edged.audio.tts import render
+from edged.dev.tts import render
 
 ROOT = Path(__file__).resolve().parents[2]
 TTS_CACHE = ROOT / ".cache" / "tts"

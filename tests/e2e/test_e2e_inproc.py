@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edged import config
-from edged.audio.filedev import FifoFeeder, silence, write_alsa_config
 from edged.daemon import Daemon
-from edged.rig import DEMO_DEVICES
+from edged.dev.filedev import FifoFeeder, silence, write_alsa_config
+from edged.dev.rig import DEMO_DEVICES
 from edged.sim.live_server import LiveEmulator
 from edged.sim.scenario import Scenario
 from edged.state import State

@@ -17,8 +17,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edged.dev.rig import Rig
 from edged.live.session import HANDLE_FILE
-from edged.rig import Rig
 from edged.sim.scenario import Scenario
 from tests.service.notify_receiver import NotifyReceiver
 

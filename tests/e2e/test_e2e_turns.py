@@ -6,8 +6,8 @@ import wave
 
 import pytest
 
-from edged.audio.filedev import silence
-from edged.rig import Rig
+from edged.dev.filedev import silence
+from edged.dev.rig import Rig
 from edged.sim import speech as sim_speech
 from edged.sim.scenario import Scenario
 

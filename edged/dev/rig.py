@@ -21,9 +21,9 @@ from typing import Any
 
 import tomli_w
 
-from .audio.filedev import FifoFeeder, silence, write_alsa_config
-from .sim.live_server import LiveEmulator
-from .sim.scenario import Scenario
+from ..sim.live_server import LiveEmulator
+from ..sim.scenario import Scenario
+from .filedev import FifoFeeder, silence, write_alsa_config
 
 DEMO_DEVICES: list[dict[str, Any]] = [
     {"name": "kitchen_light", "kind": "led", "pin": 17, "description": "the light over the kitchen counter",
