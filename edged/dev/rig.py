@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -21,6 +20,8 @@ from typing import Any
 
 import tomli_w
 
+from ..control_client import AsyncControlClient
+from ..errors import ControlError
 from ..sim.live_server import LiveEmulator
 from ..sim.scenario import Scenario
 from .filedev import FifoFeeder, silence, write_alsa_config
@@ -59,6 +60,7 @@ class Rig:
         self.runs = 0
         self.config_path = self.root / "edged.toml"
         self.socket = Path(self.overrides.get("control", {}).get("socket") or self.root / "run" / "control.sock")
+        self.client = AsyncControlClient(self.socket)
         self.state_dir = self.root / "state"
         self.fifo = self.root / "mic.fifo"
         self.log_path = self.root / "edged.log"
@@ -139,9 +141,9 @@ class Rig:
         while time.monotonic() < deadline:
             if self.proc and self.proc.returncode is not None:
                 raise RigError(f"edged exited with {self.proc.returncode}; see {self.log_path}")
-            with contextlib.suppress(OSError, RigError, asyncio.IncompleteReadError, ValueError):
+            with contextlib.suppress(OSError, ControlError):
                 last = await self.request("status")
-                if last.get("ok") and last["result"]["state"] not in ("starting",):
+                if last["ok"] and last["result"]["state"] not in ("starting",):
                     return last["result"]
             await asyncio.sleep(0.1)
         raise RigError(f"edged not ready after {timeout:.0f} s (last answer {last}); see {self.log_path}")
@@ -174,24 +176,11 @@ class Rig:
         return {"rss_kb": rss, "fds": len(os.listdir(f"/proc/{self.proc.pid}/fd"))}
 
     async def request(self, cmd: str, **args: Any) -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection(str(self.socket))
-        try:
-            writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-            await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), 30)
-            if not line:
-                raise RigError(f"no answer to {cmd}")
-            return json.loads(line)
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        """The daemon's raw answer (``{"ok": ..., ...}``) to one command."""
+        return await self.client.call(cmd, **args)
 
     async def status(self) -> dict[str, Any]:
-        answer = await self.request("status")
-        if not answer.get("ok"):
-            raise RigError(f"status failed: {answer}")
-        return answer["result"]
+        return await self.client.request("status")
 
     async def wait_state(self, *states: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -203,18 +192,8 @@ class Rig:
             await asyncio.sleep(0.05)
         raise RigError(f"state {st.get('state')!r} ({st.get('why')}), not {states}, after {timeout} s")
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        reader, writer = await asyncio.open_unix_connection(str(self.socket))
-        try:
-            writer.write(b'{"cmd": "events"}\n')
-            await writer.drain()
-            first = json.loads(await reader.readline())
-            if not first.get("ok"):
-                raise RigError(f"events refused: {first}")
-            while line := await reader.readline():
-                yield json.loads(line)
-        finally:
-            writer.close()
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        return self.client.events()
 
     # ---- stopping ---------------------------------------------------------------------------------
     async def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
