@@ -9,7 +9,9 @@ Both faces have the same three calls:
 - ``call(cmd, **args)``: the daemon's raw answer, ``{"ok": true, "result": ...}`` or
   ``{"ok": false, "error": ..., "kind": ...}`` (for callers that look at refusals themselves);
 - ``request(cmd, **args)``: the result, or :class:`DaemonError` carrying the message and kind;
-- ``events()``: subscribe, then every event as a dict until the daemon closes the stream.
+- ``subscribe()``: returns once the daemon has acknowledged the subscription (so nothing
+  published afterwards is missed) an event stream to iterate (``for`` / ``async for``) and close;
+- ``events()``: the same as one iterator, subscribing at the first ``next()``.
 
 A missing socket or a refused connection raises :class:`NotRunningError` (exit 69 in edgectl),
 a socket this user may not open, no answer in time or a malformed answer raise ``ControlError``.
@@ -74,6 +76,53 @@ def _connect_error(path: str, exc: OSError) -> Exception:
     return ControlError(f"cannot connect to {path}: {exc.strerror or exc}")
 
 
+class EventStream:
+    """A subscription (blocking): iterate for each event as a dict until the daemon closes it."""
+
+    def __init__(self, sock: socket.socket, file: Any) -> None:
+        self._sock = sock
+        self._file = file
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for line in self._file:
+            if line.strip():
+                yield json.loads(line)
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncEventStream:
+    """A subscription (asyncio): ``async for`` each event until the daemon closes it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        while line := await self._reader.readline():
+            if line.strip():
+                yield json.loads(line)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 class ControlClient:
     """The blocking face."""
 
@@ -109,15 +158,27 @@ class ControlClient:
     def request(self, cmd: str, **args: Any) -> Any:
         return result(self.call(cmd, **args))
 
-    def events(self) -> Iterator[dict[str, Any]]:
-        with self._connect() as s:
+    def subscribe(self) -> EventStream:
+        s = self._connect()
+        f = s.makefile("rb")  # one buffered reader: events right after the answer stay in it
+        try:
             s.sendall(encode("events"))
-            with s.makefile("rb") as f:
-                result(decode(f.readline(), "events"))
-                s.settimeout(None)  # events come when they come
-                for line in f:
-                    if line.strip():
-                        yield json.loads(line)
+            line = b""
+            with contextlib.suppress(ConnectionResetError):
+                line = f.readline()
+            result(decode(line, "events"))
+        except BaseException as exc:
+            f.close()
+            s.close()
+            if isinstance(exc, TimeoutError):
+                raise ControlError(f"no answer to events within {self.timeout:g} s") from None
+            raise
+        s.settimeout(None)  # events come when they come
+        return EventStream(s, f)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        with self.subscribe() as stream:
+            yield from stream
 
 
 class AsyncControlClient:
@@ -160,14 +221,22 @@ class AsyncControlClient:
     async def request(self, cmd: str, **args: Any) -> Any:
         return result(await self.call(cmd, **args))
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe(self) -> AsyncEventStream:
         reader, writer = await self._connect()
         try:
             writer.write(encode("events"))
             await writer.drain()
-            result(decode(await asyncio.wait_for(reader.readline(), self.timeout), "events"))
-            while line := await reader.readline():
-                if line.strip():
-                    yield json.loads(line)
-        finally:
+            try:
+                line = await asyncio.wait_for(reader.readline(), self.timeout)
+            except TimeoutError:
+                raise ControlError(f"no answer to events within {self.timeout:g} s") from None
+            result(decode(line, "events"))
+        except BaseException:
             await self._close(writer)
+            raise
+        return AsyncEventStream(reader, writer)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        async with await self.subscribe() as stream:
+            async for event in stream:
+                yield event

@@ -148,3 +148,13 @@ def test_daemon_entry_loads_no_harness():
     loaded = json.loads(proc.stdout)
     assert "edged.daemon" in loaded and "edged.cli" in loaded
     assert [m for m in loaded if in_harness(m)] == []
+
+
+def test_the_running_daemon_loaded_no_harness(daemon):
+    """The session's real daemon (tests/conftest.py) logs every module it imports, at start-up and
+    while it serves requests, up to now."""
+    daemon.client.request("status")  # idle, connected, and has answered
+    loaded = set(daemon.import_log.read_text().split())
+    assert {"edged.cli", "edged.daemon", "edged.audio.wake", "edged.live.session",
+            "edged.service.control"} <= loaded
+    assert sorted(m for m in loaded if in_harness(m)) == []

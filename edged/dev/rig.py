@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import tomli_w
 
-from ..control_client import AsyncControlClient
+from ..control_client import AsyncControlClient, ControlClient
 from ..errors import ControlError
 from ..sim.live_server import LiveEmulator
 from ..sim.scenario import Scenario
@@ -224,3 +225,43 @@ class Rig:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class ThreadedRig:
+    """A Rig on its own event loop in a background thread, for blocking code (sync tests, scripts).
+
+    ``client`` is the blocking control client; ``call(coro)`` runs a coroutine on the rig's loop,
+    e.g. ``threaded.call(threaded.rig.wait_state("idle"))``."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.client = ControlClient(rig.socket)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="rig-loop", daemon=True)
+
+    def call(self, coro: Any, timeout: float = 120.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> ThreadedRig:
+        self._thread.start()
+        try:
+            self.call(self.rig.start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self.call(self.rig.close(), timeout=60)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(30)
+        self.loop.close()
+
+    def __enter__(self) -> ThreadedRig:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -4,17 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.audio import models
 from edged.dev.filedev import write_alsa_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def models_dir() -> Path:
-    d = Path(os.environ.get("EDGED_TEST_MODELS") or ROOT / ".cache" / "models")
-    models.fetch(d)  # a no-op when complete (scripts/test has fetched them)
-    return d
 
 
 @pytest.fixture(scope="session")
