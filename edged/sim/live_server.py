@@ -133,6 +133,15 @@ def _b64(data: Any) -> bytes:
         return b""
 
 
+def _usage(c: _Conn) -> dict[str, int]:
+    """usageMetadata of a turn, counted from its audio. "Gemini represents each second of audio as
+    32 tokens" (ai.google.dev/gemini-api/docs/audio, "Technical details"): 16 kHz S16 input is
+    32,000 bytes a second, 24 kHz S16 output 48,000; a text-only turn counts 0 audio tokens."""
+    prompt = c.turn_audio_in * 32 // 32000
+    response = c.reply_audio_out * 32 // 48000
+    return {"promptTokenCount": prompt, "responseTokenCount": response, "totalTokenCount": prompt + response}
+
+
 class _Conn:
     def __init__(self, ws: ServerConnection, rec: ConnRecord) -> None:
         self.ws = ws
@@ -144,6 +153,8 @@ class _Conn:
         self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.send_lock = asyncio.Lock()
+        self.turn_audio_in = 0  # bytes of 16 kHz audio received since activityStart (for usageMetadata)
+        self.reply_audio_out = 0  # bytes of 24 kHz audio sent in the current reply
 
     @property
     def open(self) -> bool:
@@ -484,6 +495,7 @@ class LiveEmulator:
             if c.reply is not None and not c.reply.done():
                 await self._interrupt(c)  # barge-in
             c.in_turn = True
+            c.turn_audio_in = 0
         blobs = []
         for key, kind in (("audio", "audio"), ("video", "video")):
             b = _get(rt, key)
@@ -495,6 +507,8 @@ class LiveEmulator:
         for kind, b in blobs:
             payload = _b64(_get(b, "data"))
             self._record(n, kind, {"mime_type": _get(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
+            if kind == "audio":
+                c.turn_audio_in += len(payload)
             if kind == "audio" and not c.in_turn:
                 c.rec.violations.append("audio outside activityStart..activityEnd")
             if kind == "video":
@@ -557,6 +571,7 @@ class LiveEmulator:
             chunk = pcm[i:i + step]
             await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
                 "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}})
+            c.reply_audio_out += len(chunk)
             if self.speed > 0:
                 due = start + (i + len(chunk)) / 48000 / self.speed
                 delay = due - time.monotonic()
@@ -564,15 +579,14 @@ class LiveEmulator:
                     await asyncio.sleep(delay)
 
     async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
+        c.reply_audio_out = 0
         try:
             for s in steps:
                 if not await self._step(c, s):
                     return
             await self._send(c, {"serverContent": {"generationComplete": True}})
             await self._send_handle(c)
-            await self._send(c, {"serverContent": {"turnComplete": True},
-                                 "usageMetadata": {"promptTokenCount": 10, "responseTokenCount": 20,
-                                                   "totalTokenCount": 30}})
+            await self._send(c, {"serverContent": {"turnComplete": True}, "usageMetadata": _usage(c)})
         except ConnectionClosed:
             pass
 
