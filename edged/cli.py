@@ -49,12 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         m = msub.add_parser(name, help=text)
         m.add_argument("--config", metavar="FILE", help="use wake.models_dir / state.dir from this config")
         m.add_argument("--dir", metavar="DIR", help="models directory (overrides the config)")
-    models.set_defaults(entry="edged.audio.models:cli")
+    models.set_defaults(entry="edged.audio.models_cli:cli")
 
     demo = sub.add_parser("demo", help="the whole speaker against the local emulator")
     demo.add_argument("--out", metavar="DIR", default="out/demo", help="where the WAV, JPEGs and logs go")
     demo.add_argument("--live", action="store_true", help="against Google with a real key and microphone")
-    demo.set_defaults(entry="edged.demo:main")
+    demo.set_defaults(entry="edged.dev.demo:main")
     return p
 
 

@@ -20,6 +20,7 @@ from .secrets import Secret, load_api_key
 
 if TYPE_CHECKING:
     from .audio.capture import Capture
+    from .audio.ear import Ear
     from .audio.playback import Player
     from .conversation import Conversation
     from .service.control import EventHub
@@ -102,6 +103,10 @@ class Daemon:
     @property
     def player(self) -> Player:
         return self.app.running_parts().player
+
+    @property
+    def ear(self) -> Ear:
+        return self.app.running_parts().ear
 
     @property
     def gpio(self) -> GpioBank | None:

@@ -18,16 +18,13 @@ import logging
 import threading
 import wave
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..errors import EdgedError
 from .convert import Converter
 from .gain import apply_gain, gain
-
-if TYPE_CHECKING:
-    from ..config import CuesConfig
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +152,8 @@ class CueBank:
     was valid when loaded, is logged and the built-in sound is used instead).
     """
 
-    def __init__(self, cfg: CuesConfig, rate: int = RATE) -> None:
+    def __init__(self, cfg: Any, rate: int = RATE) -> None:
+        # cfg: edged.config.CuesConfig, not imported here (config imports this module to check cue files)
         self.cfg = cfg
         self.rate = rate
         self._cues: dict[str, np.ndarray | None] = {}

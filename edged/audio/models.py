@@ -159,28 +159,3 @@ def fetch(models_dir: str | os.PathLike[str]) -> list[str]:
                 _install(z.read(member), d / f, MANIFEST[f])
                 log.info("installed %s", d / f)
     return need
-
-
-def cli(args) -> int:
-    """``edged models fetch|check [--config FILE] [--dir DIR]``."""
-    if getattr(args, "dir", None):
-        d = Path(args.dir)
-        names = None
-    else:
-        from ..config import load
-
-        cfg = load(getattr(args, "config", None))
-        d = cfg.models_dir
-        names = list(cfg.wake.models)
-    if args.action == "fetch":
-        installed = fetch(d)
-        print(f"{d}: installed {', '.join(installed)}" if installed else f"{d}: models already complete")
-    problems = check(d, None) if names is None else sorted(set(check(d, None) + check(d, names)))
-    for p in problems:
-        print(p, file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problem(s); {FIX_HINT}", file=sys.stderr)
-        return 1
-    if args.action == "check":
-        print(f"{d}: all models present and verified")
-    return 0

@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from edged.audio import models
+from edged.audio import models, models_cli
 from edged.errors import ModelError
 
 
@@ -13,9 +13,9 @@ def _args(action, d):
 
 def test_fetch_into_empty_dir_then_corrupt_file_is_replaced(tmp_path, capsys):
     d = tmp_path / "m"
-    assert models.cli(_args("check", d)) == 1  # nothing there yet
+    assert models_cli.cli(_args("check", d)) == 1  # nothing there yet
     assert "missing" in capsys.readouterr().err
-    assert models.cli(_args("fetch", d)) == 0
+    assert models_cli.cli(_args("fetch", d)) == 0
     for name, digest in models.MANIFEST.items():
         assert hashlib.sha256((d / name).read_bytes()).hexdigest() == digest
     assert models.check(d) == []
@@ -25,7 +25,7 @@ def test_fetch_into_empty_dir_then_corrupt_file_is_replaced(tmp_path, capsys):
     problems = models.check(d)
     assert any("hey_jarvis_v0.1.onnx: corrupt" in p for p in problems)
     assert any("melspectrogram.onnx: missing" in p for p in problems)
-    assert models.cli(_args("check", d)) == 1
+    assert models_cli.cli(_args("check", d)) == 1
     assert sorted(models.fetch(d)) == ["hey_jarvis_v0.1.onnx", "melspectrogram.onnx"]
     assert models.check(d) == []
     assert models.fetch(d) == []  # complete: nothing to do
@@ -49,7 +49,7 @@ def test_resolve(tmp_path):
 def test_cli_uses_config_models_dir(tmp_path, models_dir, capsys):
     cfg = tmp_path / "edged.toml"
     cfg.write_text(f'[wake]\nmodels = ["hey_jarvis"]\nmodels_dir = "{tmp_path / "none"}"\n')
-    assert models.cli(argparse.Namespace(action="check", config=str(cfg), dir=None)) == 1
+    assert models_cli.cli(argparse.Namespace(action="check", config=str(cfg), dir=None)) == 1
     assert str(tmp_path / "none") in capsys.readouterr().err
     cfg.write_text(f'[wake]\nmodels = ["hey_jarvis"]\nmodels_dir = "{models_dir}"\n')
-    assert models.cli(argparse.Namespace(action="check", config=str(cfg), dir=None)) == 0
+    assert models_cli.cli(argparse.Namespace(action="check", config=str(cfg), dir=None)) == 0
