@@ -6,8 +6,10 @@
 Runs, one after the other (never two at once, so they do not steal each other's CPU):
 bench_audio.py (the listening path in-process vs bare openWakeWord), bench_daemon.py (the real
 ``edged run`` process: idle CPU and memory, wake and reply latencies, start-up to READY) and
-bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways) and bench_mqtt.py
-(Home Assistant command -> GPIO pin change through a real mosquitto).  Medians and
+bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways), bench_mqtt.py
+(Home Assistant command -> GPIO pin change through a real mosquitto) and bench_endpoint.py (end of
+speech -> end of turn per detector and room noise, cut-offs of paused commands, Smart Turn
+inference time).  Medians and
 ratios come from this run; absolute times are labelled with the machine they were measured on.
 The table goes to stdout and to bench/results/latest.md (or --out).
 """
@@ -64,6 +66,42 @@ def run_mqtt(samples: int) -> dict[str, Any]:
         if not out.exists():
             raise RuntimeError(f"bench_mqtt.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
         return json.loads(out.read_text())
+
+
+def run_endpoint(models: Path, quick: bool) -> dict[str, Any]:
+    p = _sub([str(BENCH / "bench_endpoint.py"), "--models", str(models), "--json", *(["--quick"] if quick else [])],
+             3600)
+    if p.returncode != 0:
+        raise RuntimeError(f"bench_endpoint.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+    return json.loads(p.stdout)
+
+
+SMART = "smart_turn 200 ms, cap 1200 (webrtc)"
+SILENCE = "silence 700 ms (webrtc)"
+
+
+def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    c = e["configs"]
+    rows = []
+    for noise, label, goal in (("none", "digital silence", 300), ("white-50", "white noise at -50 dBFS", 350)):
+        sm, si = c[SMART].get(noise), c[SILENCE].get(noise)
+        if sm and si:
+            rows.append(("7" + ("a" if noise == "none" else "b"),
+                         f"End of speech → end of turn, {e['clips']['complete']} complete commands, {label}",
+                         f"smart_turn: median **{sm['median_ms']:.0f} ms** (p90 {sm['p90_ms']:.0f}; "
+                         f"{sm['ended_by_model']}/{sm['n']} ended by the model); silence 700 ms: median "
+                         f"{si['median_ms']:.0f} ms", f"≤ {goal} ms", _verdict(sm["median_ms"], goal)))
+    sm, si = c[SMART]["none"], c[SILENCE]["none"]
+    rows.append(("7c", f"Commands with a 400-900 ms mid-sentence pause cut off ({sm['pause_clips']} clips, "
+                 "digital silence)", f"smart_turn: **{100 * sm['cut_off_rate']:.0f} %**; silence 700 ms: "
+                 f"{100 * si['cut_off_rate']:.0f} %", "≤ 5 %", _verdict(sm["cut_off_rate"], 0.05)))
+    i = e["inference"].get(SMART)
+    if i:
+        rows.append(("7d", "Smart Turn inference per decision (features + model, one thread)",
+                     f"wall p50 {i['wall_p50_ms']:.1f} ms, **p95 {i['wall_p95_ms']:.1f} ms**; thread CPU p50 "
+                     f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})", "p95 ≤ 30 ms",
+                     _verdict(i["wall_p95_ms"], 30)))
+    return rows
 
 
 def _step(name: str, fn: Any, results: dict[str, Any], errors: dict[str, str]) -> None:
@@ -142,7 +180,7 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
     mq = r.get("mqtt")
     if mq:
         pin, back = mq["command_to_pin_ms"], mq["command_to_state_ms"]
-        rows.append(("7", "Home Assistant command → GPIO pin change through mosquitto (an aiomqtt client publishes "
+        rows.append(("8", "Home Assistant command → GPIO pin change through mosquitto (an aiomqtt client publishes "
                      "to a light's command topic, QoS 1 → the mock pin changes); and → the new state back at "
                      "the client (includes the broker's Nagle delay: mosquitto set_tcp_nodelay is off by default)",
                      f"{_ms(pin)}; state back median {back['median']:.1f} ms, p95 {back['p95']:.1f} ms",
@@ -156,6 +194,8 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
         rows.append(("6", "Start-up: spawn of `edged run` → READY=1 on the notify socket",
                      f"median {s['median_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms (n={s['starts']}; first "
                      f"{s['first_ms']:.0f} ms, min {s['min_ms']:.0f}, max {s['max_ms']:.0f})", "—", "reported"))
+    if r.get("endpoint"):
+        rows += endpoint_rows(r["endpoint"])
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     out = [f"# edged benchmarks ({mode})", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; {now}; "
@@ -198,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     _step("startup", part("startup", n=n["starts"]), daemon, errors)
     _step("live", lambda: run_live(n["live_samples"], n["goaways"]), results, errors)
     _step("mqtt", lambda: run_mqtt(n["mqtt_samples"]), results, errors)
+    _step("endpoint", lambda: run_endpoint(models, q), results, errors)
     elapsed = time.monotonic() - t0
     results["errors"] = errors
     results["elapsed_s"] = round(elapsed, 1)

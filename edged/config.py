@@ -104,12 +104,21 @@ class WakeConfig(_Section):
 class TurnConfig(_Section):
     vad: Literal["webrtc", "silero"] = "webrtc"
     vad_aggressiveness: int = Field(2, ge=0, le=3)
-    silence_ms: int = Field(700, ge=100, le=10000)
+    detector: Literal["smart_turn", "silence"] = "silence"
+    silence_ms: int = Field(700, ge=100, le=10000)  # silence: the end; smart_turn: the cap
+    smart_silence_ms: int = Field(200, ge=80, le=2000)  # smart_turn: silence before the model decides
+    smart_threshold: float = Field(0.5, gt=0, lt=1)  # smart_turn: P(complete) that ends the turn
     preroll_ms: int = Field(400, ge=0, le=2000)
     max_utterance_s: float = Field(15.0, gt=0, le=120)
     no_speech_timeout_s: float = Field(5.0, gt=0, le=60)
     follow_up_s: float = Field(0.0, ge=0, le=30)  # 0 = off
     reply_timeout_s: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _smart(self) -> TurnConfig:
+        if self.detector == "smart_turn" and self.smart_silence_ms >= self.silence_ms:
+            raise ValueError("smart_silence_ms must be below silence_ms (the cap) with detector = \"smart_turn\"")
+        return self
 
 
 class StateConfig(_Section):

@@ -107,19 +107,19 @@ def build_wake(cfg: Config, ports: Ports) -> WakeDetector | None:
 
 
 def build_endpointer(cfg: Config, ports: Ports) -> Endpointer:
-    """The configured voice activity detector; webrtc (reported) if silero's model is missing."""
+    """The configured end-of-turn detector; webrtc (reported) if silero's model is missing, silence
+    mode (reported) if the Smart Turn model is."""
     from .audio.endpoint import Endpointer
 
     t = cfg.turn
-    ep = Endpointer(t.vad, silence_ms=t.silence_ms, max_utterance_s=t.max_utterance_s,
-                    no_speech_timeout_s=t.no_speech_timeout_s, aggressiveness=t.vad_aggressiveness,
-                    models_dir=cfg.models_dir)
+    ep = Endpointer.from_config(t, cfg.models_dir)
     try:
         ep.load()
     except Exception as exc:
         ports.problem("vad", f"{exc}; using webrtc")
         ep = Endpointer("webrtc", silence_ms=t.silence_ms, max_utterance_s=t.max_utterance_s,
                         no_speech_timeout_s=t.no_speech_timeout_s, aggressiveness=t.vad_aggressiveness)
+    ports.problem("turn", ep.problem)
     return ep
 
 

@@ -110,16 +110,19 @@ class Ear(Worker):
             log.exception("ear callback %s failed", getattr(fn, "__name__", fn))
 
     def _run(self) -> None:
-        while not self.stopping:
-            self.beat()
-            frame = self.ring.get(0.2)
-            if frame is None:
-                continue
-            try:
-                self._frame(frame)
-            except Exception:
-                self.errors += 1
-                log.exception("ear: frame %d failed", frame.seq)
+        try:
+            while not self.stopping:
+                self.beat()
+                frame = self.ring.get(0.2)
+                if frame is None:
+                    continue
+                try:
+                    self._frame(frame)
+                except Exception:
+                    self.errors += 1
+                    log.exception("ear: frame %d failed", frame.seq)
+        finally:
+            self.endpointer.close()  # its Smart Turn worker thread, if it has one
 
     def _open(self, source: str, preroll: bytes) -> None:
         self.in_turn = True

@@ -1,8 +1,9 @@
-"""Wake-word and VAD models: fetch from the openwakeword 0.5.1 wheel, check by sha256, resolve names.
+"""Wake-word, VAD and end-of-turn models: fetch from wheels on PyPI, check by sha256, resolve names.
 
 openWakeWord 0.6.0 ships no model files and downloads them from GitHub; the 0.5.1 wheel on PyPI
-holds them.  ``fetch`` takes them from that wheel through pip (the ordinary registry client) and
-verifies every file against the manifest below.
+holds them.  Smart Turn v3.2 (BSD-2) is bundled in the ``pipecat-ai`` 1.14.0 wheel.  ``fetch`` takes
+the files from those wheels through pip (the ordinary registry client), checks each wheel's sha256,
+and verifies every file against the manifest below.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ WHEEL = "openwakeword-0.5.1-py3-none-any.whl"
 WHEEL_SHA256 = "015467e49f08b0ef8efa433690ce70566abb72f7c36501a6fa893762b4ddc559"
 MEMBER_PREFIX = "openwakeword/resources/models/"
 
+SMART_TURN = "smart-turn-v3.2-cpu.onnx"
+SMART_PACKAGE = "pipecat-ai==1.14.0"
+SMART_WHEEL = "pipecat_ai-1.14.0-py3-none-any.whl"
+SMART_WHEEL_SHA256 = "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44"
+SMART_PREFIX = "pipecat/audio/turn/smart_turn/data/"
+
 MANIFEST: dict[str, str] = {
     "alexa_v0.1.onnx": "6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e",
     "embedding_model.onnx": "70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f",
@@ -33,7 +40,12 @@ MANIFEST: dict[str, str] = {
     "hey_rhasspy_v0.1.onnx": "5a9b3ed3be2910e35780e097905aa9f35a9c10038df47914cf2b3ec4d670f6ea",
     "melspectrogram.onnx": "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
     "silero_vad.onnx": "a35ebf52fd3ce5f1469b2a36158dba761bc47b973ea3382b3186ca15b1f5af28",
+    SMART_TURN: "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
 }
+# which wheel holds each file: (pip requirement, wheel file name, wheel sha256, folder in the wheel)
+SOURCE_OF: dict[str, tuple[str, str, str, str]] = {
+    f: (SMART_PACKAGE, SMART_WHEEL, SMART_WHEEL_SHA256, SMART_PREFIX) if f == SMART_TURN
+    else (PACKAGE, WHEEL, WHEEL_SHA256, MEMBER_PREFIX) for f in MANIFEST}
 BUILTIN = {"alexa": "alexa_v0.1.onnx", "hey_jarvis": "hey_jarvis_v0.1.onnx",
            "hey_mycroft": "hey_mycroft_v0.1.onnx", "hey_rhasspy": "hey_rhasspy_v0.1.onnx"}
 MELSPEC = "melspectrogram.onnx"
@@ -98,32 +110,33 @@ def check(models_dir: str | os.PathLike[str], names: list[str] | None = None) ->
     return problems
 
 
-def _pip_download(dest: Path) -> Path:
+def _pip_download(dest: Path, package: str = PACKAGE, wheel_name: str = WHEEL,
+                  wheel_sha256: str = WHEEL_SHA256, prefix: str = MEMBER_PREFIX) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-           "--only-binary=:all:", PACKAGE, "-d", str(dest)]
-    log.info("downloading %s with pip", PACKAGE)
+           "--only-binary=:all:", package, "-d", str(dest)]
+    log.info("downloading %s with pip", package)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"pip download {PACKAGE}: {exc}; check the network or proxy, or copy the model "
+        raise ModelError(f"pip download {package}: {exc}; check the network or proxy, or copy the model "
                          f"files into the models directory by hand") from None
-    wheel = dest / WHEEL
+    wheel = dest / wheel_name
     if r.returncode != 0 or not wheel.is_file():
         tail = " ".join((r.stderr or r.stdout or "").strip().splitlines()[-2:])
-        raise ModelError(f"pip download {PACKAGE} failed ({tail or 'exit ' + str(r.returncode)}); the package "
+        raise ModelError(f"pip download {package} failed ({tail or 'exit ' + str(r.returncode)}); the package "
                          "registry must be reachable (check network, proxy, PIP_INDEX_URL), or download "
-                         f"{WHEEL} elsewhere and unzip {MEMBER_PREFIX}*.onnx into the models directory")
+                         f"{wheel_name} elsewhere and unzip {prefix}*.onnx into the models directory")
     got = sha256(wheel)
-    if got != WHEEL_SHA256:
-        raise ModelError(f"{WHEEL}: sha256 {got} does not match the expected {WHEEL_SHA256}; "
+    if got != wheel_sha256:
+        raise ModelError(f"{wheel_name}: sha256 {got} does not match the expected {wheel_sha256}; "
                          "the registry or a proxy served a different file")
     return wheel
 
 
-def _install(data: bytes, target: Path, expected: str) -> None:
+def _install(data: bytes, target: Path, expected: str, wheel_name: str = WHEEL) -> None:
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
-        raise ModelError(f"{target.name} in {WHEEL}: sha256 {got} does not match the manifest {expected}")
+        raise ModelError(f"{target.name} in {wheel_name}: sha256 {got} does not match the manifest {expected}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -148,14 +161,18 @@ def fetch(models_dir: str | os.PathLike[str]) -> list[str]:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(f"{d}: cannot create the models directory: {exc.strerror or exc}") from None
+    sources = sorted({SOURCE_OF[f] for f in need})
     with tempfile.TemporaryDirectory(prefix="edged-models-") as tmp:
-        wheel = _pip_download(Path(tmp))
-        with zipfile.ZipFile(wheel) as z:
-            names = set(z.namelist())
-            for f in need:
-                member = MEMBER_PREFIX + f
-                if member not in names:
-                    raise ModelError(f"{WHEEL} has no {member}")
-                _install(z.read(member), d / f, MANIFEST[f])
-                log.info("installed %s", d / f)
+        for package, wheel_name, wheel_sha, prefix in sources:
+            wheel = _pip_download(Path(tmp), package, wheel_name, wheel_sha, prefix)
+            with zipfile.ZipFile(wheel) as z:
+                names = set(z.namelist())
+                for f in need:
+                    if SOURCE_OF[f][1] != wheel_name:
+                        continue
+                    member = prefix + f
+                    if member not in names:
+                        raise ModelError(f"{wheel_name} has no {member}")
+                    _install(z.read(member), d / f, MANIFEST[f], wheel_name)
+                    log.info("installed %s", d / f)
     return need
