@@ -140,12 +140,17 @@ class LeanWakeModel:
         return np.squeeze(out) / 10 + 2
 
     def embed_clip(self, x: np.ndarray) -> np.ndarray:
-        """Embeddings of a whole clip (the package's ``_get_embeddings``): one per 8 mel rows."""
-        spec = self.melspectrogram(x)
-        windows = [spec[i:i + MEL_WINDOW] for i in range(0, spec.shape[0], MEL_STEP)
-                   if spec[i:i + MEL_WINDOW].shape[0] == MEL_WINDOW]
-        batch = np.asarray(windows, dtype=np.float32)[..., None]
-        return np.squeeze(self._emb.run(batch)).reshape(-1, EMB_DIM)
+        """Embeddings of a whole clip, one per 8 mel rows: the package's ``_get_embeddings``, computed with the
+        streaming path's tensor shapes (mel over 1280 + 480 samples, one embedding window per run).
+
+        The package runs the mel model over the whole clip and the embedding model over all windows at once;
+        for the 4 s of start-up noise that leaves 25-55 MB more resident (onnxruntime's buffers for the big
+        batch stay mapped).  Chunked mel rows differ from whole-clip ones by float rounding (about 2e-6).
+        """
+        spec = np.vstack([self.melspectrogram(x[max(0, i - CONTEXT):i + CHUNK]) for i in range(0, len(x), CHUNK)])
+        starts = [i for i in range(0, spec.shape[0], MEL_STEP) if i + MEL_WINDOW <= spec.shape[0]]
+        return np.vstack([self._emb.run(spec[i:i + MEL_WINDOW][None, :, :, None]).reshape(1, EMB_DIM)
+                          for i in starts])
 
     def reset(self, start_features: np.ndarray | None = None) -> None:
         """Forget the audio; the embedding buffer restarts from the start noise (or ``start_features``)."""
