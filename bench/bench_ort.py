@@ -45,7 +45,7 @@ def _status() -> dict[str, float]:
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key = line.split(":")[0]
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[key] = int(line.split()[1]) / 1024
     return out
 
@@ -75,6 +75,7 @@ def worker(models_dir: Path, settings: dict[str, Any], frames: int) -> dict[str,
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     st = _status()
     return {"rss_import_mb": rss_import, "rss_loaded_mb": rss_loaded, "rss_mb": st["VmRSS"], "hwm_mb": st["VmHWM"],
+            "anon_mb": st["RssAnon"],
             "cpu_ms_per_frame": cpu / frames * 1000, "threads": len(os.listdir("/proc/self/task"))}
 
 
@@ -95,16 +96,18 @@ def measure(models_dir: Path, frames: int = 400, runs: int = 3) -> dict[str, Any
     base = rows[0]
     for r in rows:
         r["rss_delta_mb"] = round(r["rss_mb"] - base["rss_mb"], 2)
+        r["anon_delta_mb"] = round(r["anon_mb"] - base["anon_mb"], 2)
         r["hwm_delta_mb"] = round(r["hwm_mb"] - base["hwm_mb"], 2)
         r["cpu_ratio"] = round(r["cpu_ms_per_frame"] / base["cpu_ms_per_frame"], 3)
     return {"frames": frames, "runs": runs, "rows": rows}
 
 
 def table(res: dict[str, Any]) -> str:
-    out = ["| options | RSS imports | RSS loaded | RSS after scoring | Δ RSS | VmHWM | CPU per 80 ms frame | CPU ratio | threads |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| options | RSS imports | RSS loaded | RSS after scoring | Δ RSS | RssAnon (Δ) | VmHWM | CPU per 80 ms frame | CPU ratio | threads |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         out.append(f"| {r['config']} | {r['rss_import_mb']:.1f} MB | {r['rss_loaded_mb']:.1f} MB | {r['rss_mb']:.1f} MB | {r['rss_delta_mb']:+.1f} MB | "
+                   f"{r['anon_mb']:.1f} MB ({r['anon_delta_mb']:+.1f}) | "
                    f"{r['hwm_mb']:.1f} MB | {r['cpu_ms_per_frame']:.3f} ms | {r['cpu_ratio']:.2f} | {r['threads']:.0f} |")
     return "\n".join(out)
 
