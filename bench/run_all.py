@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", default=str(BENCH / "results" / "latest.json"),
                     help="every figure as JSON (default bench/results/latest.json)")
     ap.add_argument("--out", default=str(BENCH / "results" / "latest.md"))
+    ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live); default all")
     a = ap.parse_args(argv)
     q = a.quick
     models = Path(a.models)
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     daemon: dict[str, Any] = {}
     results["daemon"] = daemon
 
+    steps = set(a.only.split(",")) if a.only else {"audio", "ort", "idle", "turns", "startup", "live"}
+
     def part(name: str, **kw: Any) -> Any:
         async def go() -> Any:
             with tempfile.TemporaryDirectory(prefix="edged-bench-") as d:
@@ -212,12 +215,18 @@ def main(argv: list[str] | None = None) -> int:
                 return await fn(models, Path(d), **kw)
         return lambda: asyncio.run(go())
 
-    _step("audio", lambda: run_audio(models, n["audio_s"]), results, errors)
-    _step("ort", lambda: run_ort(models, n["ort_frames"], n["ort_runs"]), results, errors)
-    _step("idle", part("idle", seconds=n["idle_s"], window_s=n["window_s"]), daemon, errors)
-    _step("turns", part("turns", n=n["turns"]), daemon, errors)
-    _step("startup", part("startup", n=n["starts"]), daemon, errors)
-    _step("live", lambda: run_live(n["live_samples"], n["goaways"]), results, errors)
+    if "audio" in steps:
+        _step("audio", lambda: run_audio(models, n["audio_s"]), results, errors)
+    if "ort" in steps:
+        _step("ort", lambda: run_ort(models, n["ort_frames"], n["ort_runs"]), results, errors)
+    if "idle" in steps:
+        _step("idle", part("idle", seconds=n["idle_s"], window_s=n["window_s"]), daemon, errors)
+    if "turns" in steps:
+        _step("turns", part("turns", n=n["turns"]), daemon, errors)
+    if "startup" in steps:
+        _step("startup", part("startup", n=n["starts"]), daemon, errors)
+    if "live" in steps:
+        _step("live", lambda: run_live(n["live_samples"], n["goaways"]), results, errors)
     elapsed = time.monotonic() - t0
     results["errors"] = errors
     results["elapsed_s"] = round(elapsed, 1)
