@@ -163,11 +163,10 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
                      _verdict(lv["turns_lost"], 0)))
     if i:
         extra = f"; listening path alone: {a['rss_listen_lean_mb']} MB" if a else ""
-        ratio = i.get("rss_ratio_vs_bare_oww")
-        rows.append(("5", "Resident memory of the idle daemon, models loaded (VmRSS / peak VmHWM; / a bare "
-                     "openWakeWord process)",
-                     f"**{i['vmrss_mb']:.1f} MB** / {i['vmhwm_mb']:.1f} MB (anonymous {i.get('rssanon_mb')} MB; ratio "
-                     f"{ratio} to bare openWakeWord {i.get('bare_oww_vmrss_mb')} MB){extra}", "≤ 110 MB",
+        bare = f"; / the bare openWakeWord process of 1a: {i['vmrss_mb'] / a['rss_bare_openwakeword_mb']:.3f}" if a else ""
+        rows.append(("5", "Resident memory of the idle daemon, models loaded (VmRSS / peak VmHWM)",
+                     f"**{i['vmrss_mb']:.1f} MB** / {i['vmhwm_mb']:.1f} MB (anonymous {i.get('rssanon_mb')} MB{bare}; "
+                     f"native packages mapped: {', '.join(i.get('packages_mapped') or [])}){extra}", "≤ 110 MB",
                      _verdict(i["vmrss_mb"], 110.0)))
     s = d.get("startup")
     if s:
