@@ -98,9 +98,19 @@ def proc_mem(pid: int) -> dict[str, float]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key = line.split(":", 1)[0]
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon"):
             out[key] = int(line.split()[1]) / 1024
     return out
+
+
+def mapped_packages(pid: int) -> list[str]:
+    """Python packages with a native library mapped into the process (/proc/PID/maps): what it imported."""
+    found = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        path = line.split()[-1] if len(line.split()) >= 6 else ""
+        if "/site-packages/" in path:
+            found.add(path.split("/site-packages/", 1)[1].split("/", 1)[0].split(".", 1)[0])
+    return sorted(found)
 
 
 def p95(xs: list[float]) -> float:
@@ -199,7 +209,9 @@ def bare_worker(audio_file: Path, models_dir: Path, paced: bool = False) -> dict
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.thread_time()
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     audio_s = (len(x) // 1280) * 0.08
-    return {"process_cpu_s": cpu, "thread_cpu_s": t1 - t0, "audio_s": audio_s}
+    mem = proc_mem(os.getpid())
+    return {"process_cpu_s": cpu, "thread_cpu_s": t1 - t0, "audio_s": audio_s, "vmrss_mb": mem.get("VmRSS", 0.0),
+            "rssanon_mb": mem.get("RssAnon", 0.0)}
 
 
 def bare_cpu_per_s(audio: bytes, models_dir: Path, tmp: Path, runs: int = 3, paced: bool = False) -> dict[str, float]:
@@ -214,7 +226,9 @@ def bare_cpu_per_s(audio: bytes, models_dir: Path, tmp: Path, runs: int = 3, pac
     per_s = [r["process_cpu_s"] / r["audio_s"] for r in results]
     per_s_thread = [r["thread_cpu_s"] / r["audio_s"] for r in results]
     return {"cpu_s_per_audio_s": statistics.median(per_s), "thread_cpu_s_per_audio_s": statistics.median(per_s_thread),
-            "runs": runs, "audio_s": results[0]["audio_s"]}
+            "runs": runs, "audio_s": results[0]["audio_s"],
+            "vmrss_mb": statistics.median(r["vmrss_mb"] for r in results),
+            "rssanon_mb": statistics.median(r["rssanon_mb"] for r in results)}
 
 
 # ---- 1 + 5: the idle daemon --------------------------------------------------------------------------
@@ -239,6 +253,7 @@ async def bench_idle(models_dir: Path, tmp: Path, seconds: float, window_s: floa
         c1, t1, th1 = proc_cpu(pid), time.monotonic(), thread_cpu(pid)
         st1 = await rig.status()
         mem = proc_mem(pid)
+        packages = mapped_packages(pid)
     finally:
         await rig.close()
     frames = st1["wake"]["ear"]["frames"] - st0["wake"]["ear"]["frames"]
@@ -264,7 +279,12 @@ async def bench_idle(models_dir: Path, tmp: Path, seconds: float, window_s: floa
             "clk_tck": os.sysconf("SC_CLK_TCK"), "threads": threads,
             "main_thread_cpu_s_per_audio_s": round(sum(t["cpu_s_per_audio_s"] for t in threads if t["main"]), 5),
             "vmrss_mb": round(mem.get("VmRSS", float("nan")), 1),
-            "vmhwm_mb": round(mem.get("VmHWM", float("nan")), 1)}
+            "vmhwm_mb": round(mem.get("VmHWM", float("nan")), 1),
+            "rssanon_mb": round(mem.get("RssAnon", float("nan")), 1),
+            "packages_mapped": packages,
+            # not a bare process: it imported this file and so the rig, the emulator and the TTS helpers;
+            # bench_audio.py measures a bare openWakeWord process's memory
+            "bare_worker_vmrss_mb": round(bare["vmrss_mb"], 1)}
 
 
 # ---- 2 + 3: wake and reply latencies over real turns ----------------------------------------------------

@@ -93,6 +93,7 @@ class AudioConfig(_Section):
 
 
 class WakeConfig(_Section):
+    engine: Literal["lean", "openwakeword"] = "lean"  # lean: onnxruntime + numpy only (see audio/oww_lean.py)
     models: list[str] = Field(default_factory=lambda: ["hey_jarvis"], min_length=1)
     models_dir: str = ""  # empty = state.dir/models
     threshold: float = Field(0.5, gt=0, lt=1)

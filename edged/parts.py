@@ -92,11 +92,9 @@ def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None]) -> P
 def build_wake(cfg: Config, ports: Ports) -> WakeDetector | None:
     """The wake-word detector with its models loaded, or None (reported): buttons and edgectl
     wake still work, and status says what to do."""
-    from .audio.wake import WakeDetector
+    from .audio import wake
 
-    w = cfg.wake
-    det = WakeDetector(w.models, cfg.models_dir, threshold=w.threshold, trigger_frames=w.trigger_frames,
-                       refractory_s=w.refractory_s)
+    det = wake.from_config(cfg)  # wake.engine: lean (default) or the openwakeword package
     try:
         det.load()
     except Exception as exc:

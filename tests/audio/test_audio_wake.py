@@ -19,9 +19,13 @@ def _run(det, data):
     return [d for f in _frames(data) if (d := det.process(f)) is not None]
 
 
-@pytest.fixture(scope="module")
-def detector(models_dir):
-    d = WakeDetector(["hey_jarvis", "alexa"], models_dir, threshold=0.5, trigger_frames=2, refractory_s=2.0)
+ENGINES = ["lean", "openwakeword"]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def detector(request, models_dir):
+    d = WakeDetector(["hey_jarvis", "alexa"], models_dir, threshold=0.5, trigger_frames=2, refractory_s=2.0,
+                     engine=request.param)
     d.load()
     return d
 
@@ -45,27 +49,31 @@ def test_no_detection_on_other_phrases(detector, clips):
         assert _run(detector, bytes(16000) + clips[name] + bytes(16000)) == [], name
 
 
-def test_refractory_then_fires_again(models_dir, clips):
-    det = WakeDetector(["hey_jarvis"], models_dir, refractory_s=3.0)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refractory_then_fires_again(engine, models_dir, clips):
+    det = WakeDetector(["hey_jarvis"], models_dir, refractory_s=3.0, engine=engine)
     w = clips["wake_en_us_175"]
     gap = bytes(32000)  # 1 s: the second "hey jarvis" is within the 3 s refractory period
     assert len(_run(det, gap + w + gap + w + gap)) == 1
-    det2 = WakeDetector(["hey_jarvis"], models_dir, refractory_s=0.5)
+    det2 = WakeDetector(["hey_jarvis"], models_dir, refractory_s=0.5, engine=engine)
     assert len(_run(det2, gap + w + gap + w + gap)) == 2
     assert det2.stats()["detections"] == 2 and det2.stats()["last_model"] == "hey_jarvis"
+    assert det2.stats()["engine"] == engine
 
 
-def test_missing_or_corrupt_model_names_file_and_fix(tmp_path, models_dir):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_missing_or_corrupt_model_names_file_and_fix(engine, tmp_path, models_dir):
     with pytest.raises(ModelError, match=r"hey_jarvis_v0.1.onnx: missing.*edged models fetch"):
-        WakeDetector(["hey_jarvis"], tmp_path).load()
+        WakeDetector(["hey_jarvis"], tmp_path, engine=engine).load()
     bad = tmp_path / "custom.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelError, match=r"custom.onnx.*edged models fetch"):
-        WakeDetector([str(bad)], models_dir).load()
+        WakeDetector([str(bad)], models_dir, engine=engine).load()
 
 
-def test_custom_model_path(models_dir, clips):
-    det = WakeDetector([str(models_dir / "hey_jarvis_v0.1.onnx")], models_dir)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_custom_model_path(engine, models_dir, clips):
+    det = WakeDetector([str(models_dir / "hey_jarvis_v0.1.onnx")], models_dir, engine=engine)
     hits = _run(det, bytes(32000) + clips["wake_en_gb_140"] + bytes(32000))
     assert len(hits) == 1 and hits[0].model.endswith("hey_jarvis_v0.1.onnx")
 
