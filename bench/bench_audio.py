@@ -30,9 +30,9 @@ from edged.audio import models as M  # noqa: E402
 from edged.audio.capture import Capture  # noqa: E402
 from edged.audio.ear import Ear  # noqa: E402
 from edged.audio.endpoint import Endpointer  # noqa: E402
-from edged.audio.filedev import FifoFeeder, write_alsa_config  # noqa: E402
 from edged.audio.frames import FRAME_BYTES, FrameRing  # noqa: E402
 from edged.audio.wake import WakeDetector  # noqa: E402
+from edged.dev.filedev import FifoFeeder, write_alsa_config  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Daemon-level figures: the real ``edged run`` process against the Live emulator (edged.rig).
+"""Daemon-level figures: the real ``edged run`` process against the Live emulator (edged.dev.rig).
 
     .venv/bin/python bench/bench_daemon.py [--quick] [--idle-s S] [--turns N] [--starts N] [--json FILE]
 
@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edged.audio import models as M  # noqa: E402
-from edged.audio.filedev import silence  # noqa: E402
-from edged.audio.tts import render  # noqa: E402
-from edged.rig import Rig  # noqa: E402
+from edged.dev.filedev import silence  # noqa: E402
+from edged.dev.rig import Rig  # noqa: E402
+from edged.dev.tts import render  # noqa: E402
 from edged.sim.live_server import LiveEmulator  # noqa: E402
 from edged.sim.scenario import Scenario  # noqa: E402
 

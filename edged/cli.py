@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole speaker against the local emulator")
     demo.add_argument("--out", metavar="DIR", default="out/demo", help="where the WAV, JPEGs and logs go")
     demo.add_argument("--live", action="store_true", help="against Google with a real key and microphone")
-    demo.set_defaults(entry="edged.demo:main")
+    demo.set_defaults(entry="edged.dev.demo:main")
     return p
 
 

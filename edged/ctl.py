@@ -9,93 +9,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import (
-    EX_CONFIG,
-    EX_ERROR,
-    EX_OK,
-    EX_USAGE,
-    ConfigError,
-    ControlError,
-    EdgedError,
-    NotRunningError,
-)
-
-DEFAULT_SOCKET = "/run/edged/control.sock"
-START_HINT = "start it with `systemctl start edged` (or `edged run --config FILE` in a terminal)"
-
-
-class DaemonError(ControlError):
-    """The daemon answered ``{"ok": false, ...}``."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class ControlClient:
-    """A blocking client: one connection per request, or one long connection for ``events()``."""
-
-    def __init__(self, path: str | Path = DEFAULT_SOCKET, *, timeout: float = 30.0) -> None:
-        self.path = str(path)
-        self.timeout = timeout
-
-    def _connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(self.path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            s.close()
-            raise NotRunningError(f"edged is not running (no control socket at {self.path}): {START_HINT}") from None
-        except PermissionError:
-            s.close()
-            raise ControlError(f"permission denied on {self.path}: run as root or as a member of the "
-                               "control group (control.group)") from None
-        except OSError as exc:
-            s.close()
-            raise ControlError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
-        return s
-
-    def request(self, cmd: str, **args: Any) -> Any:
-        """Send one command; the result, or DaemonError with the daemon's message and kind."""
-        with self._connect() as s:
-            s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-            with s.makefile("rb") as f:
-                try:
-                    line = f.readline()
-                except TimeoutError:
-                    raise ControlError(f"no answer to {cmd} within {self.timeout:g} s") from None
-        return _result(line, cmd)
-
-    def events(self) -> Iterator[dict[str, Any]]:
-        """Subscribe and yield each event until the daemon closes the stream."""
-        with self._connect() as s:
-            s.sendall(b'{"cmd": "events"}\n')
-            s.settimeout(None)  # events come when they come
-            with s.makefile("rb") as f:
-                _result(f.readline(), "events")
-                for line in f:
-                    if line.strip():
-                        yield json.loads(line)
-
-
-def _result(line: bytes, cmd: str) -> Any:
-    if not line:
-        raise ControlError(f"the daemon closed the connection without answering {cmd}")
-    try:
-        resp = json.loads(line)
-    except json.JSONDecodeError:
-        raise ControlError(f"the daemon sent a malformed answer to {cmd}") from None
-    if resp.get("ok"):
-        return resp.get("result")
-    raise DaemonError(str(resp.get("error", "unknown error")), str(resp.get("kind", "failed")))
+from .control_client import DEFAULT_SOCKET, ControlClient, DaemonError
+from .errors import EX_CONFIG, EX_ERROR, EX_OK, EX_USAGE, ConfigError, ControlError, EdgedError
 
 
 # -- rendering ----------------------------------------------------------------------------

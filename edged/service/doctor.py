@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..control_client import ControlClient
 from ..errors import EdgedError
 
 UNIT_PATHS = ("/etc/systemd/system/edged.service", "/lib/systemd/system/edged.service")
@@ -203,8 +204,6 @@ def exposure(text: str) -> float | None:
 
 
 def check_daemon(cfg: Any, socket_path: str | None, timeout: float) -> Check:
-    from ..ctl import ControlClient  # noqa: PLC0415
-
     path = socket_path or cfg.control.socket
     try:
         status = ControlClient(path, timeout=timeout).request("status")

@@ -170,6 +170,15 @@ def _b64(data: Any) -> bytes:
         return b""
 
 
+def _usage(c: _Conn) -> dict[str, int]:
+    """usageMetadata of a turn, counted from its audio. "Gemini represents each second of audio as
+    32 tokens" (ai.google.dev/gemini-api/docs/audio, "Technical details"): 16 kHz S16 input is
+    32,000 bytes a second, 24 kHz S16 output 48,000; a text-only turn counts 0 audio tokens."""
+    prompt = c.turn_audio_in * 32 // 32000
+    response = c.reply_audio_out * 32 // 48000
+    return {"promptTokenCount": prompt, "responseTokenCount": response, "totalTokenCount": prompt + response}
+
+
 class _Conn:
     def __init__(self, ws: ServerConnection, rec: ConnRecord) -> None:
         self.ws = ws
@@ -181,11 +190,16 @@ class _Conn:
         self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.send_lock = asyncio.Lock()
+<<<<<<< HEAD
         self.profile: Profile = lookup("")
         self.setup: dict[str, Any] = {}
         self.empty_args: set[str] = set()
         self.follow_ups: dict[str, tuple[Step, ...]] = {}  # NON_BLOCKING call id -> its `then` steps
         self.when_idle: deque[tuple[Step, ...]] = deque(maxlen=FOLLOW_UPS_MAX)
+=======
+        self.turn_audio_in = 0  # bytes of 16 kHz audio received since activityStart (for usageMetadata)
+        self.reply_audio_out = 0  # bytes of 24 kHz audio sent in the current reply
+>>>>>>> harness
 
     @property
     def open(self) -> bool:
@@ -576,6 +590,7 @@ class LiveEmulator:
             if c.reply is not None and not c.reply.done():
                 await self._interrupt(c)  # barge-in
             c.in_turn = True
+            c.turn_audio_in = 0
         blobs = []
         for key, kind in (("audio", "audio"), ("video", "video")):
             b = _get(rt, key)
@@ -587,6 +602,8 @@ class LiveEmulator:
         for kind, b in blobs:
             payload = _b64(_get(b, "data"))
             self._record(n, kind, {"mime_type": _get(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
+            if kind == "audio":
+                c.turn_audio_in += len(payload)
             if kind == "audio" and not c.in_turn:
                 c.rec.violations.append("audio outside activityStart..activityEnd")
             if kind == "video":
@@ -664,6 +681,7 @@ class LiveEmulator:
             chunk = pcm[i:i + step]
             await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
                 "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}})
+<<<<<<< HEAD
             if mode == "instant" or speed == 0:
                 continue
             sent = i + len(chunk)  # bytes of 24 kHz S16 audio sent so far (48000 a second)
@@ -677,8 +695,17 @@ class LiveEmulator:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+=======
+            c.reply_audio_out += len(chunk)
+            if self.speed > 0:
+                due = start + (i + len(chunk)) / 48000 / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+>>>>>>> harness
 
     async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
+        c.reply_audio_out = 0
         try:
             for s in steps:
                 if s.kind == "no_answer":
@@ -690,10 +717,14 @@ class LiveEmulator:
                     return
             await self._send(c, {"serverContent": {"generationComplete": True}})
             await self._send_handle(c)
+<<<<<<< HEAD
             await self._send(c, {"serverContent": {"turnComplete": True},
                                  "usageMetadata": {"promptTokenCount": 10, "responseTokenCount": 20,
                                                    "totalTokenCount": 30}})
             self._next_when_idle(c)
+=======
+            await self._send(c, {"serverContent": {"turnComplete": True}, "usageMetadata": _usage(c)})
+>>>>>>> harness
         except ConnectionClosed:
             pass
 

@@ -4,22 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.audio import models
-from edged.audio.filedev import write_alsa_config
+from edged.dev.filedev import write_alsa_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def models_dir() -> Path:
-    d = Path(os.environ.get("EDGED_TEST_MODELS") or ROOT / ".cache" / "models")
-    models.fetch(d)  # a no-op when complete (scripts/test has fetched them)
-    return d
-
-
-@pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> dict[str, bytes]:
-    from edged.audio.tts import render_set
+    from edged.dev.tts import render_set
 
     out = Path(os.environ.get("EDGED_AUDIO_CACHE") or ROOT / ".cache" / "tts-clips")
     return {name: p.read_bytes() for name, p in render_set(out).items()}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edged.audio.capture import Capture
-from edged.audio.filedev import FifoFeeder
 from edged.audio.frames import FrameRing
+from edged.dev.filedev import FifoFeeder
 
 
 def _ramp(n):

@@ -6,9 +6,9 @@ import numpy as np
 from edged.audio.capture import Capture
 from edged.audio.ear import Ear, EarCallbacks
 from edged.audio.endpoint import Endpointer
-from edged.audio.filedev import FifoFeeder
 from edged.audio.frames import AudioFrame, FrameRing
 from edged.audio.wake import WakeDetector
+from edged.dev.filedev import FifoFeeder
 
 from .conftest import pad_frames
 

@@ -1,22 +1,11 @@
 """Fixtures for end-to-end tests: the real daemon, the emulator, ALSA file devices, mock GPIO."""
 
-import os
 from pathlib import Path
 
-import pytest
-
-from edged.audio import models
-from edged.audio.tts import render
+from edged.dev.tts import render
 
 ROOT = Path(__file__).resolve().parents[2]
 TTS_CACHE = ROOT / ".cache" / "tts"
-
-
-@pytest.fixture(scope="session")
-def models_dir() -> Path:
-    d = Path(os.environ.get("EDGED_TEST_MODELS") or ROOT / ".cache" / "models")
-    models.fetch(d)
-    return d
 
 
 def speech(text: str, **kw) -> bytes:

@@ -4,9 +4,9 @@ never corrupt, and the next start resumes with it (a writer process in a tight l
 import random
 import signal
 
-from edged import soak
+from edged.dev import soak
+from edged.dev.rig import Rig
 from edged.live.session import HANDLE_FILE
-from edged.rig import Rig
 from edged.sim.scenario import Scenario
 
 

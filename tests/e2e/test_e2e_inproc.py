@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edged import config
-from edged.audio.filedev import FifoFeeder, silence, write_alsa_config
 from edged.daemon import Daemon
-from edged.rig import DEMO_DEVICES
+from edged.dev.filedev import FifoFeeder, silence, write_alsa_config
+from edged.dev.rig import DEMO_DEVICES
 from edged.sim.live_server import LiveEmulator
 from edged.sim.scenario import Scenario
 from edged.state import State
@@ -157,10 +157,23 @@ async def test_wake_suppressed_while_playing_when_configured(tmp_path, models_di
                        wake={"suppress_while_playing": suppress}) as sp:
         sp.feeder.feed(speech("hey jarvis") + speech("play a tone") + silence(1.0))
         await sp.wait(lambda: sp.d.state == State.SPEAKING, timeout=30, what="speaking")
-        sp.feeder.feed(speech("hey jarvis") + silence(1.0))
-        await asyncio.sleep(3.0)
-        barged = sp.d.conv.stats["barge_ins"]
-        assert barged == (0 if suppress else 1)
+        clip = speech("hey jarvis") + silence(1.0)
+
+        def heard() -> int:  # capture frames the Ear has gone past (lost ones included)
+            st = sp.d.ear.stats()
+            return st["frames"] + st["seq_gaps"]
+
+        sp.feeder.feed(clip)
+        await sp.wait(lambda: sp.feeder.pending_bytes() == 0, timeout=30, what="the clip is in the FIFO")
+        # all of the clip is now in the FIFO, which holds at most the feeder's lead: the Ear has gone
+        # past the clip once it has taken that much more
+        past = heard() + int(sp.feeder.lead_s * 16000 * 2) // 2560 + 2
+        if suppress:
+            await sp.wait(lambda: heard() >= past, timeout=30, what="the Ear went past the wake word")
+            assert sp.d.state == State.SPEAKING  # still the long reply: it was playing all along
+        else:
+            await sp.wait(lambda: sp.d.conv.stats["barge_ins"] >= 1, timeout=30, what="barge-in")
+        assert sp.d.conv.stats["barge_ins"] == (0 if suppress else 1)
 
 
 async def test_mute_during_a_reply_stops_it_and_unmute_is_idle(tmp_path, models_dir, monkeypatch):

@@ -5,8 +5,8 @@ import signal
 
 from PIL import Image
 
+from edged.dev.rig import Rig
 from edged.live.session import HANDLE_FILE
-from edged.rig import Rig
 from edged.sim.scenario import Scenario
 
 from .conftest import speech

@@ -2,7 +2,7 @@
 order (Live closes 1006/1011/1008/1007, GoAway, a refused handle, malformed frames, each between and
 during turns; a slow reply; the microphone vanishing and coming back; the camera failing under look)."""
 
-from edged import soak
+from edged.dev import soak
 
 
 async def test_soak_every_fault_recovers(tmp_path, models_dir):

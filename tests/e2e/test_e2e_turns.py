@@ -2,12 +2,13 @@
 detection, reply playback, interruption and barge-in, against the emulator."""
 
 import asyncio
+import time
 import wave
 
 import pytest
 
-from edged.audio.filedev import silence
-from edged.rig import Rig
+from edged.dev.filedev import silence
+from edged.dev.rig import Rig
 from edged.sim import speech as sim_speech
 from edged.sim.scenario import Scenario
 
@@ -28,6 +29,28 @@ async def _events(rig, sink):
         sink.append(ev)
 
 
+async def _until(rig, pred, what: str, timeout: float = 30.0) -> dict:
+    """The daemon's status once pred(status) holds; fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not pred(st := await rig.status()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
+    return st
+
+
+def _heard(st: dict) -> int:
+    """Capture frames the Ear has gone past (lost ones included)."""
+    ear = st["wake"]["ear"]
+    return ear["frames"] + ear["seq_gaps"]
+
+
+async def _ear_went_past_the_mic(rig) -> None:
+    """Wait until everything queued on the microphone has gone through the Ear."""
+    await _until(rig, lambda st: rig.mic_idle(), "the microphone's queue written to the FIFO")
+    past = _heard(await rig.status()) + int(rig.feeder.lead_s * 32000) // 2560 + 2
+    await _until(rig, lambda st: _heard(st) >= past, "the Ear went past it")
+
+
 async def test_wake_turn_reply_and_tool_call(tmp_path, models_dir):
     reply = "The kitchen light is on."
     scenario = Scenario([[
@@ -44,7 +67,7 @@ async def test_wake_turn_reply_and_tool_call(tmp_path, models_dir):
         # words without the wake word: nothing at all leaves the device
         negative = speech("what a lovely day it is today")
         rig.speak(negative, pad_s=1.0)
-        await asyncio.sleep(len(negative) / 32000 + 1.5)
+        await _ear_went_past_the_mic(rig)
         assert rig.emu.frames_of("activity_start") == []
         assert rig.emu.frames_of("audio") == []
 
@@ -106,7 +129,8 @@ async def test_reply_stops_on_interruption_and_barge_in(tmp_path, models_dir, ho
         full = await sim_speech.say(LONG, cache_dir=rig.root / "certs" / "tts")
         rig.speak(speech("hey jarvis") + speech("tell me a story"), pad_s=2.0)
         await rig.wait_state("speaking", timeout=40)
-        await asyncio.sleep(1.0)
+        await _until(rig, lambda st: st["audio"]["playback"]["frames_written"] >= 24000 // 2,
+                     "half a second of the reply played")
         if how == "interrupted":
             await rig.emu.interrupt()
             st = await rig.wait_state("idle", timeout=10)

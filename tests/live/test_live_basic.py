@@ -43,7 +43,7 @@ async def test_setup_contents(emu, runner):
 
 
 async def test_audio_turn_order_bytes_and_reply(emu, runner, tmp_path):
-    emu.scenario = Scenario([[{"input_transcript": "hello"}, {"tone": {"hz": 500, "ms": 400}},
+    emu.scenario = Scenario([[{"input_transcript": "hello"}, {"tone": {"hz": 500, "ms": 600}},
                               {"output_transcript": "hi"}]])
     s, h = runner.start(live_cfg(emu))
     assert await s.wait_connected(15)
@@ -57,12 +57,15 @@ async def test_audio_turn_order_bytes_and_reply(emu, runner, tmp_path):
     assert kinds == ["activity_start"] + ["audio"] * 5 + ["activity_end"]
     assert b"".join(f.payload for f in emu.frames_of("audio")) == b"".join(chunks)
     assert all(f.data["mime_type"] == "audio/pcm;rate=16000" for f in emu.frames_of("audio"))
-    assert len(h.audio) == 24000 * 2 * 400 // 1000  # the whole tone, intact
+    assert len(h.audio) == 24000 * 2 * 600 // 1000  # the whole tone, intact
     order = [k for k, _ in h.events if k in ("audio", "generation_complete", "turn_complete")]
     assert order == ["audio", "generation_complete", "turn_complete"]
     assert ("transcript", ("user", "hello")) in h.events and ("transcript", ("model", "hi")) in h.events
     assert emu.connections[0].violations == []
-    assert s.status()["usage"]["total_token_count"] == 30
+    # the emulator counts 32 tokens per second of audio: 0.4 s in (5 x 2560 bytes at 16 kHz),
+    # 0.6 s out (the tone at 24 kHz); the status shows this turn's figures
+    assert s.status()["usage"] == {"prompt_token_count": 12, "response_token_count": 19,
+                                   "total_token_count": 31}
     # the handle from the last update is persisted, 0600
     f = tmp_path / "state" / "live_handle.json"
     await until(lambda: f.exists() and emu.handles_issued[-1] in f.read_text(), what="handle persisted")

@@ -1,11 +1,16 @@
-"""Fixtures: a real ControlServer on a real Unix socket, run by its own loop in a thread, with a
-fake daemon handler (the daemon's real handler is tested by the daemon's author)."""
+"""Fixtures for the control server's own tests: a real ControlServer on a real Unix socket, run by
+its own loop in a thread, with a protocol-only handler.
+
+The handler is not the daemon and answers none of the daemon's commands: it echoes, raises what
+it is asked to raise and sleeps, so the server's framing, limits, peer checks, error mapping and
+event streams can be driven exactly. The daemon's commands are tested against the real daemon
+(the ``daemon`` fixture in tests/conftest.py): test_service_daemon.py, test_service_ctl.py and
+test_service_doctor.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import socket
 import threading
@@ -19,65 +24,28 @@ import pytest
 from edged.errors import ConfigError
 from edged.service.control import CommandError, ControlServer, EventHub
 
-STATUS: dict[str, Any] = {
-    "state": "idle",
-    "uptime_s": 3725.4,
-    "live": {"connected": True, "session_id": "sess-42", "handle_age_s": 61.0, "last_close_code": 1000,
-             "reconnects": 2},
-    "wake": {"models": ["hey_jarvis"], "detections": 7, "last_score": 0.93},
-    "audio": {"capture": {"device": "mic", "drops": 0}, "playback": {"device": "spk", "underruns": 1}},
-    "gpio": {"kitchen_light": {"kind": "led", "value": True}, "door": {"kind": "button", "value": False}},
-    "camera": {"backend": "synthetic", "ok": True},
-    "last_error": None,
+RAISES: dict[str, Any] = {
+    "usage": lambda: CommandError("bad argument", "usage"),
+    "config": lambda: ConfigError("/etc/edged/edged.toml", "wake.threshold", "must be less than 1"),
+    "not_found": lambda: KeyError("no device named 'toaster'"),
+    "failed": lambda: RuntimeError("kaput"),
 }
 
 
-def tiny_jpeg() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
 @dataclass
-class FakeDaemon:
+class ProtocolHandler:
+    """``echo`` answers its arguments, ``raise`` raises RAISES[what], ``slow`` sleeps; the rest is
+    unknown (a usage error). Every request is recorded in ``calls``."""
+
     calls: list[dict[str, Any]] = field(default_factory=list)
-    release: asyncio.Event | None = None
 
     async def __call__(self, req: dict[str, Any]) -> Any:
         self.calls.append(req)
         cmd = req["cmd"]
-        if cmd == "status":
-            return STATUS
-        if cmd == "config.get":
-            if req.get("key") == "wake.threshold":
-                return 0.5
-            raise CommandError(f"no such key {req.get('key')!r}", "not_found")
-        if cmd == "config.set":
-            if req.get("value") == "2":
-                raise ConfigError("/etc/edged/edged.toml", req["key"], "must be less than 1")
-            return {"key": req["key"], "value": req["value"], "reloaded": True}
-        if cmd == "config.show":
-            return {"wake": {"threshold": 0.5}}
-        if cmd == "gpio.list":
-            return STATUS["gpio"]
-        if cmd == "gpio.set":
-            if req.get("name") not in STATUS["gpio"]:
-                raise KeyError(f"no GPIO device named {req.get('name')!r}")
-            return {"name": req["name"], "value": req["value"]}
-        if cmd == "say":
-            if not req.get("text"):
-                raise ValueError("say needs text")
-            return "queued"
-        if cmd == "snapshot":
-            return {"jpeg_b64": base64.b64encode(tiny_jpeg()).decode()}
-        if cmd in ("wake", "reload", "session.reset"):
-            return "ok"
-        if cmd == "mute":
-            return {"muted": True if req.get("on") is None else req["on"]}
-        if cmd == "boom":
-            raise RuntimeError("kaput")
+        if cmd == "echo":
+            return {k: v for k, v in req.items() if k != "cmd"}
+        if cmd == "raise":
+            raise RAISES[req["what"]]()
         if cmd == "slow":
             await asyncio.sleep(30)
         raise CommandError(f"unknown command {cmd!r}", "usage")
@@ -88,7 +56,7 @@ class ThreadedServer:
 
     def __init__(self, path: Path, **kwargs: Any) -> None:
         self.path = path
-        self.handler = FakeDaemon()
+        self.handler = ProtocolHandler()
         self.hub = EventHub(queue_size=kwargs.pop("queue_size", 256))
         self.kwargs = kwargs
         self.loop = asyncio.new_event_loop()
@@ -103,6 +71,17 @@ class ThreadedServer:
 
     def call(self, coro: Any, timeout: float = 20) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def wait_for(self, pred: Any, timeout: float = 20.0) -> bool:
+        """True once pred() (evaluated on the server's loop) holds; False at the deadline."""
+        async def poll() -> bool:
+            deadline = self.loop.time() + timeout
+            while not pred():
+                if self.loop.time() > deadline:
+                    return False
+                await asyncio.sleep(0.02)
+            return True
+        return self.call(poll(), timeout + 10)
 
     def publish(self, *events: dict[str, Any]) -> None:
         async def pub() -> None:
@@ -130,16 +109,16 @@ def server(sock_path: Path) -> Iterator[ThreadedServer]:
     srv.stop()
 
 
-def rpc(path: Path, payload: bytes | dict[str, Any], timeout: float = 20) -> list[dict[str, Any]]:
-    """Send one raw request, return every response line until the server closes or one line
-    arrives for a well-formed request."""
-    data = payload if isinstance(payload, bytes) else (json.dumps(payload) + "\n").encode()
+def send_raw(path: Path, data: bytes, timeout: float = 20) -> list[dict[str, Any]]:
+    """Write raw bytes (malformed on purpose, or several requests), then read every answer line
+    until the server closes. Well-formed single requests go through edged.control_client."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))
         try:
             s.sendall(data)
-        except BrokenPipeError:
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, OSError):
             pass
         out = b""
         while True:
@@ -150,6 +129,4 @@ def rpc(path: Path, payload: bytes | dict[str, Any], timeout: float = 20) -> lis
             if not chunk:
                 break
             out += chunk
-            if isinstance(payload, dict) and out.endswith(b"\n"):
-                break
     return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -7,6 +7,7 @@ receiver in the test's own process could deadlock).
         ...
         msg = rx.wait_for("READY", timeout=10)                    # -> Message
         rx.messages()                                             # every datagram so far
+        rx.wait_until(lambda msgs: ..., timeout=10)               # a condition on them
 
 Each ``Message`` has ``fields`` (dict of KEY -> value), ``raw`` text and ``t``: the kernel's
 receive time (SO_TIMESTAMP, wall clock: compare with time.time()), exact even when the
@@ -27,8 +28,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -108,6 +111,19 @@ class NotifyReceiver:
                     raise AssertionError(f"no {key} notification within {timeout} s; got "
                                          f"{[m.raw for m in self._messages]}")
                 self._cond.wait(left)
+
+    def wait_until(self, pred: Callable[[list[Message]], Any], timeout: float = 20.0) -> Any:
+        """pred(messages)'s first truthy value, evaluated whenever a datagram arrives;
+        AssertionError at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (value := pred(list(self._messages))):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"condition not met within {timeout} s; got "
+                                         f"{[m.raw for m in self._messages]}")
+                self._cond.wait(left)
+            return value
 
     def count(self) -> int:
         with self._cond:

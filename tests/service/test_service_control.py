@@ -1,8 +1,8 @@
-"""ControlServer on a real Unix socket: protocol, errors, limits, peers, events."""
+"""ControlServer on a real Unix socket: protocol, errors, limits, peers, events (with a protocol-only
+handler; the daemon's own commands are in test_service_daemon.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edged.control_client import ControlClient
 from edged.errors import ControlError
 from edged.service.control import ControlServer, EventHub, parse_request
-from tests.service.conftest import STATUS, FakeDaemon, ThreadedServer, rpc
+from tests.service.conftest import ProtocolHandler, ThreadedServer, send_raw
 
 
 def test_socket_file_mode_and_removal(sock_path):
@@ -33,36 +34,38 @@ def test_socket_file_mode_and_removal(sock_path):
     assert not sock_path.exists()
 
 
+def ok(path, cmd="echo", **args):
+    return ControlClient(path, timeout=20).call(cmd, **args)
+
+
 def test_request_response(server):
-    assert rpc(server.path, {"cmd": "status"}) == [{"ok": True, "result": STATUS}]
-    assert rpc(server.path, {"cmd": "config.get", "key": "wake.threshold"}) == [{"ok": True, "result": 0.5}]
-    assert server.handler.calls[-1] == {"cmd": "config.get", "key": "wake.threshold"}
+    assert ok(server.path, n=1, text="hi") == {"ok": True, "result": {"n": 1, "text": "hi"}}
+    assert server.handler.calls == [{"cmd": "echo", "n": 1, "text": "hi"}]
 
 
 def test_several_requests_on_one_connection(server):
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(20)
         s.connect(str(server.path))
-        s.sendall(b'{"cmd": "wake"}\n\n{"cmd": "say", "text": "hi"}\n')
+        s.sendall(b'{"cmd": "echo", "n": 1}\n\n{"cmd": "echo", "n": 2}\n')
         f = s.makefile("rb")
-        assert json.loads(f.readline()) == {"ok": True, "result": "ok"}
-        assert json.loads(f.readline()) == {"ok": True, "result": "queued"}
+        assert json.loads(f.readline()) == {"ok": True, "result": {"n": 1}}
+        assert json.loads(f.readline()) == {"ok": True, "result": {"n": 2}}
 
 
 @pytest.mark.parametrize(("request_", "kind", "text"), [
     ({"cmd": "nope"}, "usage", "unknown command 'nope'"),
-    ({"cmd": "say", "text": ""}, "usage", "say needs text"),
-    ({"cmd": "config.set", "key": "wake.threshold", "value": "2"}, "config",
-     "/etc/edged/edged.toml: wake.threshold: must be less than 1"),
-    ({"cmd": "config.get", "key": "x.y"}, "not_found", "no such key 'x.y'"),
-    ({"cmd": "gpio.set", "name": "toaster", "value": True}, "not_found", "no GPIO device named 'toaster'"),
-    ({"cmd": "boom"}, "failed", "boom failed: RuntimeError: kaput"),
+    ({"cmd": "raise", "what": "usage"}, "usage", "bad argument"),
+    ({"cmd": "raise", "what": "config"}, "config", "/etc/edged/edged.toml: wake.threshold: must be less than 1"),
+    ({"cmd": "raise", "what": "not_found"}, "not_found", "no device named 'toaster'"),
+    ({"cmd": "raise", "what": "failed"}, "failed", "raise failed: RuntimeError: kaput"),
 ])
 def test_error_kinds(server, request_, kind, text):
-    [resp] = rpc(server.path, request_)
-    assert resp == {"ok": False, "error": text, "kind": kind}
+    """How the server maps what a handler raises to an answer (CommandError, ConfigError,
+    LookupError, anything else)."""
+    assert ok(server.path, **request_) == {"ok": False, "error": text, "kind": kind}
     # the server is still there
-    assert rpc(server.path, {"cmd": "wake"}) == [{"ok": True, "result": "ok"}]
+    assert ok(server.path) == {"ok": True, "result": {}}
 
 
 @pytest.mark.parametrize(("raw", "text"), [
@@ -75,18 +78,18 @@ def test_error_kinds(server, request_, kind, text):
 ])
 def test_malformed_requests_close_the_connection(server, raw, text):
     # a valid request after the bad one on the same connection is NOT answered: it was closed
-    resps = rpc(server.path, raw + b'{"cmd": "wake"}\n')
+    resps = send_raw(server.path, raw + b'{"cmd": "echo"}\n')
     assert len(resps) == 1
     assert resps[0]["ok"] is False and resps[0]["kind"] == "usage"
     assert text in resps[0]["error"]
 
 
 def test_oversized_request(server):
-    big = json.dumps({"cmd": "say", "text": "x" * 10000}).encode() + b"\n"
-    [resp] = rpc(server.path, big)
+    big = json.dumps({"cmd": "echo", "text": "x" * 10000}).encode() + b"\n"
+    [resp] = send_raw(server.path, big)
     assert resp == {"ok": False, "error": "request too large: over 4096 bytes", "kind": "usage"}
     assert server.handler.calls == []
-    assert rpc(server.path, {"cmd": "wake"}) == [{"ok": True, "result": "ok"}]
+    assert ok(server.path) == {"ok": True, "result": {}}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -102,7 +105,7 @@ def test_fuzz_random_bytes_server_survives(server, junk):
                 pass
         except (BrokenPipeError, ConnectionResetError):
             pass
-    assert rpc(server.path, {"cmd": "wake"}) == [{"ok": True, "result": "ok"}]
+    assert ok(server.path) == {"ok": True, "result": {}}
 
 
 def test_parse_request_deep_nesting():
@@ -130,16 +133,13 @@ def test_connection_limit(sock_path):
         for s in held:
             s.settimeout(20)
             s.connect(str(sock_path))
-            s.sendall(b'{"cmd": "wake"}\n')
+            s.sendall(b'{"cmd": "echo"}\n')
             s.makefile("rb").readline()  # served: the connection is open and counted
-        [resp] = rpc(sock_path, {"cmd": "wake"})
+        resp = ok(sock_path)
         assert resp["ok"] is False and "too many connections (max 2)" in resp["error"]
         held[0].close()
-        for _ in range(100):  # the server notices the close
-            if srv.server.stats()["connections"] < 2:
-                break
-            srv.call(asyncio.sleep(0.05))
-        assert rpc(sock_path, {"cmd": "wake"}) == [{"ok": True, "result": "ok"}]
+        assert srv.wait_for(lambda: srv.server.stats()["connections"] < 2)  # the server notices the close
+        assert ok(sock_path) == {"ok": True, "result": {}}
         held[1].close()
     finally:
         srv.stop()
@@ -150,10 +150,10 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
     stale.close()  # the file stays, nobody listens
-    async with ControlServer(path, handler=FakeDaemon()) as first:
+    async with ControlServer(path, handler=ProtocolHandler()) as first:
         assert first.path.exists()
         with pytest.raises(ControlError, match="already listening"):
-            await ControlServer(path, handler=FakeDaemon()).start()
+            await ControlServer(path, handler=ProtocolHandler()).start()
         assert path.exists(), "the running server's socket must survive"
     assert not path.exists()
 
@@ -162,13 +162,13 @@ async def test_refuses_to_replace_a_regular_file(tmp_path):
     path = tmp_path / "c.sock"
     path.write_text("important")
     with pytest.raises(ControlError, match="not a socket"):
-        await ControlServer(path, handler=FakeDaemon()).start()
+        await ControlServer(path, handler=ProtocolHandler()).start()
     assert path.read_text() == "important"
 
 
 async def test_unknown_group_is_a_config_error(tmp_path):
     with pytest.raises(Exception, match="control.group: no such group 'no-such-group-xyz'"):
-        await ControlServer(tmp_path / "c.sock", group="no-such-group-xyz", handler=FakeDaemon()).start()
+        await ControlServer(tmp_path / "c.sock", group="no-such-group-xyz", handler=ProtocolHandler()).start()
 
 
 def test_other_uid_refused_by_peercred():
@@ -205,7 +205,7 @@ def test_other_uid_refused_by_peercred():
             assert srv.handler.calls == [], "the request must not reach the handler"
             assert srv.server.stats()["refused"] == 1
             # root still gets in
-            assert rpc(d / "control.sock", {"cmd": "wake"}) == [{"ok": True, "result": "ok"}]
+            assert ok(d / "control.sock") == {"ok": True, "result": {}}
         finally:
             srv.stop()
     finally:
@@ -226,11 +226,7 @@ def test_events_stream(server):
         assert b["event"] == "wake" and b["score"] == 0.9
         assert server.hub.subscribers == 1
         f.close()  # the socket really closes only when its file object does
-    for _ in range(100):
-        if server.hub.subscribers == 0:
-            break
-        server.call(asyncio.sleep(0.05))
-    assert server.hub.subscribers == 0, "a closed client is unsubscribed"
+    assert server.wait_for(lambda: server.hub.subscribers == 0), "a closed client is unsubscribed"
 
 
 def test_slow_subscriber_drops_oldest(sock_path):

@@ -1,5 +1,6 @@
 """edgectl doctor on this machine (no sound card, no GPIO, no network): the checks say what
-is wrong and how to fix it, and never show the key."""
+is wrong and how to fix it, and never show the key. The daemon it asks is the real one
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ KEY = "AIzaSyDOCTORKEY-never-print-0123456789"
 
 
 @pytest.fixture
-def config(tmp_path, server):
+def config(tmp_path, daemon):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -32,7 +33,7 @@ playback_device = "no_such_pcm_xyz"
 [gpio]
 pin_factory = "mock"
 [control]
-socket = "{server.path}"
+socket = "{daemon.rig.socket}"
 [state]
 dir = "{tmp_path / 'state'}"
 """)

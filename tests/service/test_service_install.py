@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -109,8 +110,17 @@ def test_refuses_non_root_without_dry_run(script):
     if os.geteuid() != 0:
         out = run(script)
     else:
-        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
-                             user=65534, group=65534, extra_groups=[], cwd="/")
+        # run as nobody from a copy of scripts/ that nobody can read: the clone itself may be in a
+        # private folder (under /root, or made by mktemp -d)
+        shared = Path(tempfile.mkdtemp(prefix="edged-install-"))
+        try:
+            copy = shutil.copytree(ROOT / "scripts", shared / "scripts")
+            for path in [shared, *shared.rglob("*")]:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            out = subprocess.run(["bash", str(Path(copy) / script.name)], capture_output=True, text=True,
+                                 timeout=60, user=65534, group=65534, extra_groups=[], cwd="/")
+        finally:
+            shutil.rmtree(shared)
     assert out.returncode == 1
     assert "must run as root" in out.stderr and "--dry-run" in out.stderr
     assert out.stdout == ""

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -149,13 +156,72 @@ def test_secret_never_in_journal_fields(secret):
     assert kw["CODE_LINE"] == 42 and kw["PRIORITY"] == "6"
 
 
-def test_journal_handler_really_sends(secret):
-    # journald is absent here: journal.send drops silently (DESIGN.md); it must not raise
+JOURNALD = Path("/lib/systemd/systemd-journald")
+
+# Runs in a private mount namespace: a tmpfs over /run (and /var/log/journal) hides the machine's
+# own journal, a real systemd-journald serves /run/systemd/journal/socket (where libsystemd sends),
+# edged's handler logs, and the entry is read back from the journal file.
+JOURNAL_CHILD = """
+import json, logging, os, subprocess, sys, time
+from systemd import journal
+from edged import secrets
+from edged.service import logs
+
+for target in ("/run", "/var/log/journal"):
+    if os.path.isdir(target):
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", target], check=True)
+os.makedirs("/run/systemd/journal")
+jd = subprocess.Popen([sys.argv[1]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    deadline = time.monotonic() + 30
+    while not os.path.exists("/run/systemd/journal/socket"):
+        assert time.monotonic() < deadline and jd.poll() is None, "journald did not start"
+        time.sleep(0.02)
+    key = os.environ.pop("EDGED_TEST_KEY")
+    secrets.register(secrets.Secret(key, "test"))
     handler = logs.JournalFieldsHandler()
-    errors: list[logging.LogRecord] = []
-    handler.handleError = errors.append  # type: ignore[method-assign]
-    handler.handle(_record("hello %s", "journal", fields={"edged_state": "idle"}))
-    assert errors == []
+    handler.addFilter(secrets.RedactFilter())
+    log = logging.getLogger("edged.daemon")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.warning("state %s with key %s", "listening", key,
+                extra=logs.fields(edged_state="listening", wake_score=0.93, session_id=sys.argv[2]))
+    while True:  # read it back from the journal files journald writes
+        reader = journal.Reader(path="/run/log/journal")
+        reader.add_match(SESSION_ID=sys.argv[2])
+        entries = [{k: str(v) for k, v in e.items()} for e in reader]
+        reader.close()
+        if entries or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    print(json.dumps(entries))
+finally:
+    jd.terminate()
+    jd.wait(10)
+"""
+
+
+def test_journal_handler_sends_to_a_real_journald(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("not root: a private systemd-journald needs a mount namespace (tmpfs over /run)")
+    if not JOURNALD.exists() or not shutil.which("unshare"):
+        pytest.skip(f"{JOURNALD} or unshare(1) is not installed: no journald to send to")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here ({probe.stderr.strip()}): cannot run a journald")
+    session = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c",
+                           JOURNAL_CHILD, str(JOURNALD), session],  # the key not in argv: journald logs it
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "EDGED_TEST_KEY": KEY})
+    assert proc.returncode == 0, proc.stderr
+    [entry] = json.loads(proc.stdout)
+    assert entry["MESSAGE"] == "state listening with key ***"
+    assert entry["PRIORITY"] == "4" and entry["SYSLOG_IDENTIFIER"] == "edged"
+    assert entry["EDGED_STATE"] == "listening" and entry["WAKE_SCORE"] == "0.93"
+    assert entry["LOGGER"] == "edged.daemon" and entry["CODE_FUNC"] == "<module>"
+    assert entry["_TRANSPORT"] == "journal"  # received by journald over its native socket
+    assert all(KEY not in v for v in entry.values())
 
 
 def test_bad_level():

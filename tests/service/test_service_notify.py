@@ -90,45 +90,57 @@ async def test_run_watchdog_without_watchdog_returns(monkeypatch):
     await asyncio.wait_for(Notifier().run_watchdog([]), 5)
 
 
+async def until(pred, timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait, without blocking the loop, until pred() holds; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
+def pings_after(rx, t: float, n: int = 1, timeout: float = 20.0) -> list:
+    """Wait for n WATCHDOG pings received after wall time t (the receiver's kernel timestamps)."""
+    return rx.wait_until(lambda ms: (p := [m for m in ms if "WATCHDOG" in m and m.t > t])[n - 1:] and p,
+                         timeout)
+
+
 async def test_watchdog_pings_and_stops_when_loop_blocked_or_check_fails(rx, backend, monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # interval 0.2 s
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     n = Notifier(backend=backend)
     assert n.watchdog_interval() == pytest.approx(0.2)
     healthy = True
+    checked: list[float] = []  # wall time of each check the watchdog makes
 
     def capture_heartbeat_fresh() -> bool:
+        checked.append(time.time())
         return healthy
 
     task = asyncio.create_task(n.run_watchdog([capture_heartbeat_fresh]))
     try:
-        # 1. pings at about the interval: over a 2 s window expect ~10 (loosely)
-        t0 = time.time()
-        await asyncio.sleep(2.0)
-        t1 = time.time()
-        pings = [m for m in rx.messages("WATCHDOG") if t0 <= m.t < t1]
-        assert 4 <= len(pings) <= 14, len(pings)
+        # 1. it pings, never faster than the interval
+        pings = await asyncio.to_thread(pings_after, rx, 0.0, 6)
         assert all(m.fields == {"WATCHDOG": "1"} for m in pings)
+        gaps = [b.t - a.t for a, b in zip(pings, pings[1:], strict=False)]
+        assert min(gaps) >= 0.19, gaps
 
-        # 2. the loop is blocked: not one ping arrives while it is
+        # 2. the loop is blocked (deliberately, 1.5 s): not one ping while it is, pings after
         b0 = time.time()
-        time.sleep(1.5)  # noqa: ASYNC251 - deliberately blocks the event loop
+        time.sleep(1.5)  # noqa: ASYNC251 - the stimulus: the event loop is stuck
         b1 = time.time()
-        await asyncio.sleep(1.0)
+        await asyncio.to_thread(pings_after, rx, b1)
         assert [m for m in rx.messages("WATCHDOG") if b0 + 0.05 < m.t < b1] == []
-        assert [m for m in rx.messages("WATCHDOG") if m.t >= b1], "pings resume after the loop unblocks"
 
-        # 3. a failing check: no pings while it fails, pings again after it recovers
+        # 3. a failing check: five checks in a row fail and no ping goes out; pings resume after
         healthy = False
-        await asyncio.sleep(0.5)  # the ping in flight when it flipped may still land
+        await until(lambda: n.watchdog_failing == "capture_heartbeat_fresh", what="watchdog sees the failure")
         f0 = time.time()
-        await asyncio.sleep(1.5)
-        f1 = time.time()
-        assert n.watchdog_failing == "capture_heartbeat_fresh"
-        assert [m for m in rx.messages("WATCHDOG") if f0 < m.t < f1] == []
+        first = len(checked)
+        await until(lambda: len(checked) >= first + 5, what="five more checks")
+        f1 = checked[first + 4]
+        assert [m for m in rx.messages("WATCHDOG") if f0 < m.t <= f1] == []
         healthy = True
-        await asyncio.sleep(1.0)
-        assert [m for m in rx.messages("WATCHDOG") if m.t > f1], "pings resume after recovery"
+        await asyncio.to_thread(pings_after, rx, f1)
         assert n.watchdog_failing is None
     finally:
         task.cancel()
@@ -138,14 +150,18 @@ async def test_watchdog_pings_and_stops_when_loop_blocked_or_check_fails(rx, bac
 async def test_watchdog_check_that_raises_counts_as_failed(rx, monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     n = Notifier(backend="socket")
+    raised: list[float] = []
 
     def broken() -> bool:
+        raised.append(time.monotonic())
         raise RuntimeError("boom")
 
     task = asyncio.create_task(n.run_watchdog([broken]))
-    await asyncio.sleep(0.8)
-    assert not task.done(), "a raising check must not end the watchdog"
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    try:
+        await until(lambda: len(raised) >= 4 or task.done(), what="four checks")
+        assert not task.done(), "a raising check must not end the watchdog"
+        assert n.watchdog_failing == "broken"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     assert rx.messages("WATCHDOG") == []
-    assert n.watchdog_failing == "broken"

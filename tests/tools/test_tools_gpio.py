@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -190,23 +191,38 @@ def test_mock_factory_from_config():
 
 
 def test_sets_from_many_threads(bank, factory):
+    """Toggles from four threads at once: each is a read-then-write, so a lost toggle (two threads
+    reading the same level) would leave the light in the wrong state and the pin's history short."""
     errors: list[BaseException] = []
+    per_thread, threads_n = 51, 4
+    start = threading.Barrier(threads_n)
 
-    def worker(i: int) -> None:
+    def worker() -> None:
         try:
-            for k in range(50):
-                bank.set("desk_lamp", ((i + k) % 10) / 10)
+            start.wait(10)
+            for _ in range(per_thread):
+                bank.set("kitchen_light", "toggle")
                 bank.states()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    factory.pin(17).clear_states()
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        sys.setswitchinterval(interval)
     assert errors == []
-    assert 0 <= factory.pin(18).state <= 1
+    toggles = per_thread * threads_n  # 204: an even number, so the light ends where it began
+    history = [bool(st.state) for st in factory.pin(17).states]
+    assert len(history) == toggles + 1, "every toggle changed the pin exactly once"
+    assert history == [i % 2 == 1 for i in range(toggles + 1)]
+    assert factory.pin(17).state == 0 and bank.states()["kitchen_light"]["value"] is False
 
 
 def test_friendly_names_are_keyed_by_id(factory):

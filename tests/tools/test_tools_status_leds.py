@@ -52,16 +52,25 @@ def test_plain_led_patterns(led, factory):
 
 
 def test_error_double_blink_timing_shape(led, factory):
+    """ERROR: flash 0.15 s, dark 0.15 s, flash 0.15 s, dark 1 s, and again."""
     pin = factory.pin(20)
     s = StatusLights(led)
     s.show(State.ERROR)
     pin.clear_states()
-    assert changes(pin, 6)
+    assert changes(pin, 10)  # the marker, a partial period, then two whole cycles
     s.show(State.STOPPING)
     assert pin.state == 0
-    # the pattern: two short flashes then a long pause (ratios only, no absolute timing)
-    on_off = [st.timestamp for st in pin.states[1:6]]
-    assert max(on_off) > min(on_off)
+    # each entry is the new level and how long the level before it lasted (gpiozero's MockPin)
+    steps = pin.states[2:10]
+    levels = [bool(st.state) for st in steps]
+    assert all(a != b for a, b in zip(levels, levels[1:], strict=False)), levels  # on, off, on, off ...
+    lit = [st.timestamp for st in steps if not st.state]  # going dark: a flash ended
+    dark = [st.timestamp for st in steps if st.state]  # lighting up: a dark pause ended
+    assert len(lit) == len(dark) == 4
+    # waits never end early; a busy machine may stretch them a little, never to the long pause
+    assert all(0.14 <= t < 0.6 for t in lit), lit
+    shape = ["long" if t >= 0.99 else "short" if 0.14 <= t < 0.6 else f"odd {t:.3f}" for t in dark]
+    assert shape in (["short", "long"] * 2, ["long", "short"] * 2), dark  # two flashes per long pause
 
 
 def test_pwm_led_levels_and_breathing(factory):

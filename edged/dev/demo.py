@@ -1,6 +1,6 @@
 """``edged demo``: the whole speaker against the local emulator, as a readable timeline.
 
-The real daemon (``edged run``) with only the edges swapped (see :mod:`edged.rig`), driven by a
+The real daemon (``edged run``) with only the edges swapped (see :mod:`edged.dev.rig`), driven by a
 scripted conversation rendered with espeak-ng: a wake word and "turn on the kitchen light"
 (a function call switches the LED), "what do you see" (a camera frame reaches the model), a
 GoAway ridden through with the resumption handle, a restart that resumes with the persisted
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..sim.scenario import Scenario
 from .rig import Rig
-from .sim.scenario import Scenario
 
 WAKE = "hey jarvis"
 
@@ -91,7 +91,7 @@ class Timeline:
 
 
 def _pcm(text: str, cache: Path) -> bytes:
-    from .audio.tts import render
+    from .tts import render
 
     return render(text, cache_dir=cache).read_bytes()
 

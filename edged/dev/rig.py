@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +21,11 @@ from typing import Any
 
 import tomli_w
 
-from .audio.filedev import FifoFeeder, silence, write_alsa_config
-from .sim.live_server import LiveEmulator
-from .sim.scenario import Scenario
+from ..control_client import AsyncControlClient, ControlClient
+from ..errors import ControlError
+from ..sim.live_server import LiveEmulator
+from ..sim.scenario import Scenario
+from .filedev import FifoFeeder, silence, write_alsa_config
 
 DEMO_DEVICES: list[dict[str, Any]] = [
     {"name": "kitchen_light", "kind": "led", "pin": 17, "description": "the light over the kitchen counter",
@@ -59,6 +61,7 @@ class Rig:
         self.runs = 0
         self.config_path = self.root / "edged.toml"
         self.socket = Path(self.overrides.get("control", {}).get("socket") or self.root / "run" / "control.sock")
+        self.client = AsyncControlClient(self.socket)
         self.state_dir = self.root / "state"
         self.fifo = self.root / "mic.fifo"
         self.log_path = self.root / "edged.log"
@@ -139,9 +142,9 @@ class Rig:
         while time.monotonic() < deadline:
             if self.proc and self.proc.returncode is not None:
                 raise RigError(f"edged exited with {self.proc.returncode}; see {self.log_path}")
-            with contextlib.suppress(OSError, RigError, asyncio.IncompleteReadError, ValueError):
+            with contextlib.suppress(OSError, ControlError):
                 last = await self.request("status")
-                if last.get("ok") and last["result"]["state"] not in ("starting",):
+                if last["ok"] and last["result"]["state"] not in ("starting",):
                     return last["result"]
             await asyncio.sleep(0.1)
         raise RigError(f"edged not ready after {timeout:.0f} s (last answer {last}); see {self.log_path}")
@@ -174,24 +177,11 @@ class Rig:
         return {"rss_kb": rss, "fds": len(os.listdir(f"/proc/{self.proc.pid}/fd"))}
 
     async def request(self, cmd: str, **args: Any) -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection(str(self.socket))
-        try:
-            writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-            await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), 30)
-            if not line:
-                raise RigError(f"no answer to {cmd}")
-            return json.loads(line)
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        """The daemon's raw answer (``{"ok": ..., ...}``) to one command."""
+        return await self.client.call(cmd, **args)
 
     async def status(self) -> dict[str, Any]:
-        answer = await self.request("status")
-        if not answer.get("ok"):
-            raise RigError(f"status failed: {answer}")
-        return answer["result"]
+        return await self.client.request("status")
 
     async def wait_state(self, *states: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -203,18 +193,8 @@ class Rig:
             await asyncio.sleep(0.05)
         raise RigError(f"state {st.get('state')!r} ({st.get('why')}), not {states}, after {timeout} s")
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        reader, writer = await asyncio.open_unix_connection(str(self.socket))
-        try:
-            writer.write(b'{"cmd": "events"}\n')
-            await writer.drain()
-            first = json.loads(await reader.readline())
-            if not first.get("ok"):
-                raise RigError(f"events refused: {first}")
-            while line := await reader.readline():
-                yield json.loads(line)
-        finally:
-            writer.close()
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        return self.client.events()
 
     # ---- stopping ---------------------------------------------------------------------------------
     async def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
@@ -245,3 +225,43 @@ class Rig:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class ThreadedRig:
+    """A Rig on its own event loop in a background thread, for blocking code (sync tests, scripts).
+
+    ``client`` is the blocking control client; ``call(coro)`` runs a coroutine on the rig's loop,
+    e.g. ``threaded.call(threaded.rig.wait_state("idle"))``."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.client = ControlClient(rig.socket)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="rig-loop", daemon=True)
+
+    def call(self, coro: Any, timeout: float = 120.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> ThreadedRig:
+        self._thread.start()
+        try:
+            self.call(self.rig.start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self.call(self.rig.close(), timeout=60)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(30)
+        self.loop.close()
+
+    def __enter__(self) -> ThreadedRig:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -40,7 +40,7 @@ def _check_name(name: str) -> str:
 
 def alsa_config_text(captures: dict[str, str | os.PathLike[str]] | None = None,
                      playbacks: dict[str, str | os.PathLike[str]] | None = None) -> str:
-    out: list[str] = ["# written by edged.audio.filedev"]
+    out: list[str] = ["# written by edged.dev.filedev"]
     for name, infile in (captures or {}).items():
         out.append(f"pcm.{_check_name(name)} {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n"
                    f"  infile {_quote(infile)}\n  format \"raw\"\n}}")

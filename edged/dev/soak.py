@@ -1,7 +1,7 @@
 """Soak: many wake-word turns through the real daemon against the emulator, with faults injected.
 
-    python -m edged.soak --cycles 1000 [--seed S] [--fault-rate 0.35] [--json FILE]
-    python -m edged.soak --kill 200 [--daemon-kills 5]      # kill -9 while the handle is written
+    python -m edged.dev.soak --cycles 1000 [--seed S] [--fault-rate 0.35] [--json FILE]
+    python -m edged.dev.soak --kill 200 [--daemon-kills 5]      # kill -9 while the handle is written
 
 Each cycle speaks "hey jarvis, lights on" into the FIFO microphone in real time and waits for the
 reply (a 200 ms tone) to be played.  A fault may be injected before the turn ("between") or while it
@@ -31,9 +31,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .audio.tts import render
+from ..sim.scenario import Scenario
 from .rig import Rig
-from .sim.scenario import Scenario
+from .tts import render
 
 UTTERANCE = "hey jarvis, lights on"
 REPLY = [{"tone": {"hz": 440, "ms": 200}}]
@@ -351,7 +351,7 @@ def _median(xs: list[float]) -> float:
 # ---- kill -9 while the handle is written ---------------------------------------------------------
 async def kill_daemon(rig: Rig, rng: random.Random) -> dict[str, Any]:
     """kill -9 the daemon at a random moment (sometimes mid-turn), restart it, check the resume."""
-    from .live.session import HANDLE_FILE
+    from ..live.session import HANDLE_FILE
 
     emu = rig.emu
     assert emu is not None and rig.proc is not None
@@ -373,7 +373,7 @@ async def kill_daemon(rig: Rig, rng: random.Random) -> dict[str, Any]:
 
 def handle_writer(directory: str) -> None:
     """The light process: load the handle (print it), then save numbered handles as fast as it can."""
-    from .live.resumption import HandleStore
+    from ..live.resumption import HandleStore
 
     store = HandleStore(Path(directory) / "live_handle.json", 86400)
     h = store.load()
@@ -395,7 +395,7 @@ def kill_handle_writes(kills: int, directory: Path, seed: int) -> dict[str, Any]
     new_count = old_count = 0
     expected_load = "-"
     for k in range(kills):
-        proc = subprocess.Popen([sys.executable, "-m", "edged.soak", "--handle-writer", str(directory)],
+        proc = subprocess.Popen([sys.executable, "-m", "edged.dev.soak", "--handle-writer", str(directory)],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         first = proc.stdout.readline().strip()
@@ -449,7 +449,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edged.soak", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m edged.dev.soak", description=__doc__.split("\n")[0])
     ap.add_argument("--cycles", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--fault-rate", type=float, default=0.35)
