@@ -190,16 +190,13 @@ class _Conn:
         self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.send_lock = asyncio.Lock()
-<<<<<<< HEAD
         self.profile: Profile = lookup("")
         self.setup: dict[str, Any] = {}
         self.empty_args: set[str] = set()
         self.follow_ups: dict[str, tuple[Step, ...]] = {}  # NON_BLOCKING call id -> its `then` steps
         self.when_idle: deque[tuple[Step, ...]] = deque(maxlen=FOLLOW_UPS_MAX)
-=======
         self.turn_audio_in = 0  # bytes of 16 kHz audio received since activityStart (for usageMetadata)
         self.reply_audio_out = 0  # bytes of 24 kHz audio sent in the current reply
->>>>>>> harness
 
     @property
     def open(self) -> bool:
@@ -681,7 +678,7 @@ class LiveEmulator:
             chunk = pcm[i:i + step]
             await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
                 "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}})
-<<<<<<< HEAD
+            c.reply_audio_out += len(chunk)
             if mode == "instant" or speed == 0:
                 continue
             sent = i + len(chunk)  # bytes of 24 kHz S16 audio sent so far (48000 a second)
@@ -695,14 +692,6 @@ class LiveEmulator:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-=======
-            c.reply_audio_out += len(chunk)
-            if self.speed > 0:
-                due = start + (i + len(chunk)) / 48000 / self.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
->>>>>>> harness
 
     async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
         c.reply_audio_out = 0
@@ -717,14 +706,8 @@ class LiveEmulator:
                     return
             await self._send(c, {"serverContent": {"generationComplete": True}})
             await self._send_handle(c)
-<<<<<<< HEAD
-            await self._send(c, {"serverContent": {"turnComplete": True},
-                                 "usageMetadata": {"promptTokenCount": 10, "responseTokenCount": 20,
-                                                   "totalTokenCount": 30}})
-            self._next_when_idle(c)
-=======
             await self._send(c, {"serverContent": {"turnComplete": True}, "usageMetadata": _usage(c)})
->>>>>>> harness
+            self._next_when_idle(c)
         except ConnectionClosed:
             pass
 
