@@ -8,8 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 
 import pytest
+import tomli_w
 
 from edged import ctl
 
@@ -304,3 +306,64 @@ def test_events_end_at_eof(server):
 def test_render_lists_of_dicts():
     text = "\n".join(ctl.render({"devices": [{"name": "a", "on": True}, {"name": "b", "on": False}]}))
     assert text.splitlines() == ["devices:", "  - name  a", "    on    yes", "  - name  b", "    on    no"]
+
+
+@pytest.mark.parametrize("argv,request_", [
+    (["volume"], {"cmd": "volume"}), (["volume", "40"], {"cmd": "volume", "level": 40}),
+    (["volume", "up"], {"cmd": "volume", "step": "up"}), (["volume", "down"], {"cmd": "volume", "step": "down"}),
+    (["timers"], {"cmd": "timers.list"}), (["timers", "list"], {"cmd": "timers.list"}),
+    (["timers", "cancel", "t1"], {"cmd": "timers.cancel", "id": "t1"}), (["timers", "stop"], {"cmd": "timers.stop"})])
+def test_volume_and_timers_requests(server, capsys, argv, request_):
+    # the protocol-only server records each request and knows neither command: edgectl says so clearly
+    code, out, err = run(capsys, "--socket", str(server.path), *argv)
+    assert server.handler.calls[-1] == request_
+    assert code == 1 and out == ""
+    assert err.strip() == (f"edgectl: {argv[0]}: the running edged does not have `{request_['cmd']}` (it is older "
+                           "than this edgectl): update edged and restart it")
+
+
+@pytest.mark.parametrize("argv", [["volume", "101"], ["volume", "loud"], ["volume", "-5"], ["timers", "cancel"]])
+def test_volume_and_timers_usage(tmp_path, capsys, argv):
+    code, _, err = run(capsys, "--socket", str(tmp_path / "none.sock"), *argv)
+    assert code == 2 and "usage: edgectl" in err
+
+
+def test_volume_on_the_daemon(daemon, capsys):
+    code, _, err = run(capsys, *sock(daemon), "volume", "up")
+    if code == 0:  # the daemon has the command (issue 12): it answers the new level
+        assert "level" in daemon.client.request("volume")
+    else:
+        assert (code, err.strip()) == (1, "edgectl: volume: the running edged does not have `volume` (it is older "
+                                          "than this edgectl): update edged and restart it")
+
+
+def test_timers_rendering():
+    text = ctl._timers_text({"timers": [{"id": "t1", "kind": "timer", "label": "pasta", "remaining_s": 61},
+                                        {"id": "a12", "kind": "alarm", "due": "07:30", "ringing": True}]})
+    assert text.splitlines() == ["t1   timer 'pasta' in 1m01s", "a12  alarm 07:30 (ringing)"]
+    assert ctl._timers_text([]) == "no timers or alarms"
+
+
+def test_gpio_list_shows_id_and_friendly_name(daemon, capsys):
+    rig = daemon.rig
+    original = rig.config_path.read_text()
+    data = tomllib.loads(original)
+    for dev in data["gpio"]["devices"]:
+        if dev["name"] == "kitchen_light":
+            dev["name"] = "Kitchen light"  # its id stays kitchen_light
+    try:
+        rig.config_path.write_text(tomli_w.dumps(data))
+        daemon.client.request("reload")
+        code, out, _ = run(capsys, *sock(daemon), "gpio", "list")
+        assert code == 0
+        rows = [re.split(r"\s{2,}", ln.strip()) for ln in out.splitlines()]  # columns: 2+ spaces apart
+        assert rows[0] == ["ID", "NAME", "KIND", "VALUE", "ROOM"]
+        assert ["kitchen_light", "Kitchen light", "led", "off", "kitchen"] in rows
+        code, out, err = run(capsys, *sock(daemon), "--json", "gpio", "set", "Kitchen light", "on")  # by its name
+        assert code == 0, err
+        assert json.loads(out)["value"] is True
+        assert daemon.client.request("gpio.list")["kitchen_light"]["value"] is True
+    finally:
+        daemon.client.call("gpio.set", name="kitchen_light", value=False)
+        rig.config_path.write_text(original)
+        daemon.client.request("reload")
