@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -76,9 +77,9 @@ def daemon_config_path(client: ControlClient) -> str | None:
     return str(path)
 
 
-def read_raw(path: str) -> dict[str, Any]:
+def read_text(path: str) -> str:
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        return Path(path).read_bytes().decode("utf-8")
     except PermissionError:
         raise PermissionDenied(f"{path}: permission denied: cannot read the config file "
                                "(run as root, or as a member of the group that may read it)") from None
@@ -86,6 +87,9 @@ def read_raw(path: str) -> dict[str, Any]:
         raise ConfigError(path, "", "file not found") from None
     except UnicodeDecodeError:
         raise ConfigError(path, "", "not UTF-8 text") from None
+
+
+def parse_toml(path: str, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -103,6 +107,59 @@ def with_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def inline(value: Any) -> str:
+    """A TOML value on one line (tomli_w writes arrays over several)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(inline(x) for x in value) + "]"
+    return tomli_w.dumps({"v": value})[4:].strip()
+
+
+_HEADER = re.compile(r"^\s*\[([A-Za-z0-9_.]+)\]\s*(#.*)?$")
+
+
+def edit_text(text: str, key: str, value: Any, expected: dict[str, Any]) -> str:
+    """The file's text with one ``key = value`` line changed or added, its comments kept; when the
+    result would not read back as exactly ``expected`` (a value over several lines, dotted keys,
+    inline tables), the whole file is written anew from ``expected``."""
+    *sections, last = key.split(".")
+    section = ".".join(sections)
+    rendered = f"{last} = {inline(value)}" if isinstance(value, list) else tomli_w.dumps({last: value}).strip()
+    if "\n" in rendered:  # a table or an array of tables: no single line
+        return tomli_w.dumps(expected)
+    lines = text.splitlines()
+    current, header_at, end_at, replaced = "", None, None, False
+    for i, line in enumerate(lines):
+        m = _HEADER.match(line)
+        if m:
+            if current == section and header_at is not None:
+                end_at = i  # the section ends here without the key
+                break
+            current = m.group(1)
+            if current == section:
+                header_at = i
+            continue
+        if current == section and re.match(rf"^\s*{re.escape(last)}\s*=", line):
+            comment = re.search(r"\s+#[^\"']*$", line)
+            lines[i] = rendered + (comment.group(0) if comment else "")
+            replaced = True
+            break
+    if not replaced:
+        if header_at is None:
+            lines += ["", f"[{section}]", rendered]
+        else:
+            at = end_at if end_at is not None else len(lines)
+            while at > header_at + 1 and not lines[at - 1].strip():
+                at -= 1
+            lines.insert(at, rendered)
+    out = "\n".join(lines) + "\n"
+    try:
+        if tomllib.loads(out) == expected:
+            return out
+    except tomllib.TOMLDecodeError:
+        pass
+    return tomli_w.dumps(expected)
+
+
 def set_key(client: ControlClient, fallback_path: str, key: str, text: str) -> dict[str, Any]:
     """Set ``key`` in the daemon's config file, then reload the daemon.  Returns what was done."""
     path = daemon_config_path(client)
@@ -110,13 +167,14 @@ def set_key(client: ControlClient, fallback_path: str, key: str, text: str) -> d
     path = path or fallback_path
     value = config.coerce_value(text)
     check_settable(key, value, path)
-    raw = read_raw(path)
+    text = read_text(path)
+    raw = parse_toml(path, text)
     current = config.parse(raw, path, check_files=False)  # the file as it is (a broken file is refused)
     new = config.with_value(current, key, value)  # validates the whole config with the new value
     written = with_key(raw, key, config.get_key(new, key))
     config.parse(written, path, check_files=True)  # what is written is exactly what was validated
     try:
-        config.write_atomic(path, tomli_w.dumps(written))
+        config.write_atomic(path, edit_text(text, key, config.get_key(new, key), written))
     except PermissionError as exc:
         raise PermissionDenied(f"{path}: permission denied: {exc.strerror or exc}; nothing was changed "
                                "(config set writes the file as you: run it as root or as the file's owner)") from None
@@ -141,8 +199,7 @@ def run_set(client: ControlClient, fallback_path: str, key: str, text: str, as_j
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        shown = tomli_w.dumps({"v": result["value"]})[4:].strip()
-        print(f"{result['written']}: {key} = {shown}")
+        print(f"{result['written']}: {key} = {inline(result['value'])}")
         if result.get("note"):
             print(result["note"])
     if "reload_error" in result:
