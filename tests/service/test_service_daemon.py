@@ -13,7 +13,7 @@ import pytest
 from edged.control_client import AsyncControlClient, ControlClient, DaemonError
 from edged.errors import ControlError, NotRunningError
 
-GPIO_FIELDS = {"kind", "value", "room", "description", "ok", "error"}
+GPIO_FIELDS = {"name", "kind", "value", "room", "description", "ok", "error"}  # keyed by id; name: the friendly name
 
 
 def test_read_only_answers(daemon):
@@ -47,7 +47,7 @@ def test_changing_commands_and_their_answers(daemon):
     c, rig = daemon.client, daemon.rig
     try:
         assert c.request("gpio.set", name="kitchen_light", value=True) == {
-            "kind": "led", "value": True, "room": "kitchen", "description": "the light over the kitchen counter",
+            "name": "kitchen_light", "kind": "led", "value": True, "room": "kitchen", "description": "the light over the kitchen counter",
             "ok": True, "error": None}
         assert c.request("gpio.list")["kitchen_light"]["value"] is True
         assert c.request("gpio.set", name="kitchen_light", value="off")["value"] is False
