@@ -608,19 +608,38 @@ def with_value(cfg: Config, key: str, value: Any) -> Config:
     return parse(_drop_none(data), cfg.path or "<config>", check_files=True)
 
 
-def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
-    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename."""
+def write_atomic(path: str | os.PathLike[str], text: str, mode: int | None = None) -> None:
+    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename.
+
+    ``mode=None`` keeps the mode and the owner of the file it replaces (0644 and the caller for a
+    new file); a caller who may not give the new file that owner gets PermissionError and the old
+    file stays.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    keep = None
+    if mode is None:
+        try:
+            keep = path.stat()
+        except FileNotFoundError:
+            mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    f = os.fdopen(fd, "w", encoding="utf-8")  # closes fd on every path below
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        if keep is not None:
+            made = os.fstat(fd)
+            if (made.st_uid, made.st_gid) != (keep.st_uid, keep.st_gid):
+                os.fchown(fd, keep.st_uid, keep.st_gid)  # before the mode: chown clears setuid/setgid bits
+            os.fchmod(fd, keep.st_mode & 0o7777)
+        else:
+            os.fchmod(fd, mode)  # type: ignore[arg-type]
+        with f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
+        f.close()
         try:
             os.unlink(tmp)
         except FileNotFoundError:

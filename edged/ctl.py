@@ -1,7 +1,11 @@
 """``edgectl``: talk to the running daemon over its control socket (docs/CONTROL.md).
 
-Exit codes: 0 ok, 1 the daemon answered with an error, 2 usage, 69 the daemon is not
-running, 78 the config is invalid (``config validate``).
+Global options (``--socket``, ``--config``, ``--json``, ``--verbose``, ``--timeout``) are accepted
+anywhere on the line: ``edgectl status --json`` and ``edgectl --json status`` are the same.
+Words of ``say`` that start with a dash go after ``--``.
+
+Exit codes: 0 ok, 1 the daemon answered with an error, 2 usage, 69 the daemon is not running,
+77 permission denied (``config set`` may not write the file), 78 the config is invalid.
 """
 
 from __future__ import annotations
@@ -14,133 +18,106 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .control_client import DEFAULT_SOCKET, ControlClient, DaemonError
-from .errors import EX_CONFIG, EX_ERROR, EX_OK, EX_USAGE, ConfigError, ControlError, EdgedError
+from . import ctl_status
+from .control_client import DEFAULT_SOCKET, ControlClient, DaemonError, result
+from .errors import EX_ERROR, EX_OK, EX_USAGE, ControlError, EdgedError
 
-
-# -- rendering ----------------------------------------------------------------------------
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    m, s = divmod(s, 60)
-    h, m = divmod(m, 60)
-    d, h = divmod(h, 24)
-    return (f"{d}d{h:02d}h{m:02d}m" if d else f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s")
-
-
-def _scalar(key: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)) and key.endswith(("_s", "uptime", "age")):
-        return _duration(float(value))
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def _label(key: str) -> str:
-    for suffix in ("_s",):
-        key = key.removesuffix(suffix)
-    return key.replace("_", " ")
-
-
-def render(value: Any, indent: int = 0, key: str = "") -> list[str]:
-    """Nested dicts/lists as an indented two-column table."""
-    pad = "  " * indent
-    if isinstance(value, dict):
-        if not value:
-            return [pad + "-"]
-        width = max(len(_label(str(k))) for k in value)
-        lines: list[str] = []
-        for k, v in value.items():
-            k = str(k)
-            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)):
-                lines.append(f"{pad}{_label(k)}:")
-                lines += render(v, indent + 1, k)
-            else:
-                lines.append(f"{pad}{_label(k):<{width}}  {_flat(k, v)}")
-        return lines
-    if isinstance(value, list):
-        out: list[str] = []
-        for item in value:
-            sub = render(item, indent + 1, key)
-            out.append(f"{pad}- {sub[0].strip()}")
-            out += sub[1:]
-        return out or [pad + "-"]
-    return [pad + _scalar(key, value)]
-
-
-def _flat(key: str, value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(_scalar(key, x) for x in value) if value else "-"
-    return _scalar(key, value)
+render = ctl_status.render  # the generic table, kept under its old name
 
 
 def render_status(status: Any) -> str:
-    if not isinstance(status, dict):
-        return "\n".join(render(status))
-    first = {k: status[k] for k in ("state", "uptime_s", "uptime") if k in status}
-    rest = {k: v for k, v in status.items() if k not in first and k != "gpio"}
-    lines = render(first) + render(rest)
-    gpio = status.get("gpio")
-    if isinstance(gpio, dict):  # device names are identifiers: a table, names as they are
-        lines.append("gpio:" if gpio else "gpio: -")
-        for name, dev in gpio.items():
-            dev = dev if isinstance(dev, dict) else {"value": dev}
-            value = dev.get("value")
-            shown = {True: "on", False: "off", None: "-"}.get(value, value) if not isinstance(value, list) else value
-            health = "ok" if dev.get("ok", True) else f"FAILED: {dev.get('error')}"
-            lines.append(f"  {name:<16} {dev.get('kind', ''):<14} {shown!s:<8} {dev.get('room') or '':<12} {health}")
-    return "\n".join(lines)
+    return ctl_status.verbose(status)
 
 
-# -- commands -----------------------------------------------------------------------------
+# -- the command line -------------------------------------------------------------------------------
+def _global_options(top: bool) -> argparse.ArgumentParser:
+    """The options every (sub)command accepts.  Below the top level their default is SUPPRESS, so a
+    subcommand that is not given one does not overwrite what was given before the command."""
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    g = argparse.ArgumentParser(add_help=False)
+    o = g.add_argument_group("global options (anywhere on the line)")
+    o.add_argument("--socket", metavar="PATH", default=default(None),
+                   help=f"control socket (default: control.socket of the config, else {DEFAULT_SOCKET})")
+    o.add_argument("--config", metavar="FILE", default=default(None),
+                   help="config file (default $EDGED_CONFIG or /etc/edged/edged.toml)")
+    o.add_argument("--json", action="store_true", default=default(False), help="print results as JSON")
+    o.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="status: every counter")
+    o.add_argument("--timeout", type=float, metavar="S", default=default(30.0),
+                   help="seconds to wait for an answer (default 30)")
+    return g
+
+
+def volume_arg(text: str) -> str | int:
+    if text in ("up", "down"):
+        return text
+    try:
+        level = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a level 0..100, up or down") from None
+    if not 0 <= level <= 100:
+        raise argparse.ArgumentTypeError(f"{level}: the level is 0..100")
+    return level
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgectl", description="Control the running edged daemon.")
-    p.add_argument("--socket", metavar="PATH", help=f"control socket (default: control.socket of the config, "
-                                                     f"else {DEFAULT_SOCKET})")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.add_argument("--config", metavar="FILE", help="config file (default $EDGED_CONFIG or /etc/edged/edged.toml)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default 30)")
+    common = _global_options(top=False)
+    p = argparse.ArgumentParser(prog="edgectl", description="Control the running edged daemon.",
+                                parents=[_global_options(top=True)])
+
+    def group(parent: Any, name: str, help: str, dest: str = "action", required: bool = True) -> Any:
+        cmd = parent.add_parser(name, help=help, parents=[common])
+        return cmd, cmd.add_subparsers(dest=dest, metavar="ACTION", required=required)
+
+    def leaf(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=help, parents=[common])
+
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("status", help="state, Live session, wake word, audio, GPIO, camera, last error")
-    cfg = sub.add_parser("config", help="show, get, set or validate the configuration")
-    csub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
-    csub.add_parser("show", help="the daemon's running configuration")
-    g = csub.add_parser("get", help="one key, e.g. wake.threshold")
-    g.add_argument("key")
-    s = csub.add_parser("set", help="set a key (TOML value), validate, save and reload")
+    leaf(sub, "status", "state, Live session, wake word, audio, volume, timers, GPIO, problems")
+    _, csub = group(sub, "config", "show, get, set or validate the configuration")
+    leaf(csub, "show", "the daemon's running configuration")
+    leaf(csub, "get", "one key, e.g. wake.threshold").add_argument("key")
+    s = leaf(csub, "set", "set a key (TOML value) in the daemon's config file, then reload it")
     s.add_argument("key")
     s.add_argument("value")
-    v = csub.add_parser("validate", help="check a config file (works without the daemon)")
+    v = leaf(csub, "validate", "check a config file as you (no daemon needed)")
     v.add_argument("file", nargs="?")
-    sub.add_parser("reload", help="re-read the config file (like systemctl reload edged)")
-    gp = sub.add_parser("gpio", help="list GPIO devices or set an output")
-    gsub = gp.add_subparsers(dest="action", metavar="ACTION", required=True)
-    gsub.add_parser("list", help="devices and their states")
-    gs = gsub.add_parser("set", help="set an output: on/off, true/false or 0..1")
-    gs.add_argument("name")
+    v.add_argument("--portable", action="store_true",
+                   help="skip checks of files the config names (for a file meant for another machine)")
+    leaf(sub, "reload", "re-read the config file (like systemctl reload edged)")
+    _, gsub = group(sub, "gpio", "list GPIO devices or set an output")
+    leaf(gsub, "list", "devices (id, name, kind, value)")
+    gs = leaf(gsub, "set", "set an output: on/off, true/false or 0..1")
+    gs.add_argument("name", help="the device's id or name")
     gs.add_argument("value")
-    sub.add_parser("wake", help="open a turn as if the wake word was heard")
-    say = sub.add_parser("say", help="send a text turn to the model")
-    say.add_argument("text", nargs="+")
-    snap = sub.add_parser("snapshot", help="take a camera picture")
-    snap.add_argument("file", nargs="?", help="JPEG file (default snapshot-<time>.jpg)")
-    sess = sub.add_parser("session", help="Live session commands")
-    ssub = sess.add_subparsers(dest="action", metavar="ACTION", required=True)
-    ssub.add_parser("reset", help="forget the resumption handle and start a fresh session")
-    mute = sub.add_parser("mute", help="microphone mute: on, off, or toggle without argument")
-    mute.add_argument("on", nargs="?", choices=["on", "off"])
-    sub.add_parser("events", help="print events as JSON lines until Ctrl-C")
-    doc = sub.add_parser("doctor", help="check the installation (works without the daemon)")
-    doc.add_argument("--live", action="store_true",
-                     help="also one short real Live session: set-up, a text turn, a read-only tool call")
+    vol = leaf(sub, "volume", "show the volume, or set it: a level 0..100, up or down")
+    vol.add_argument("level", nargs="?", type=volume_arg, metavar="N|up|down")
+    _, tsub = group(sub, "timers", "list timers and alarms, cancel one, stop the ringing", required=False)
+    leaf(tsub, "list", "timers and alarms (the default)")
+    leaf(tsub, "cancel", "cancel one timer or alarm").add_argument("id")
+    leaf(tsub, "stop", "stop the ringing")
+    leaf(sub, "wake", "open a turn as if the wake word was heard")
+    leaf(sub, "say", "send a text turn to the model (words starting with - after --)").add_argument(
+        "text", nargs="+")
+    leaf(sub, "snapshot", "take a camera picture").add_argument(
+        "file", nargs="?", help="JPEG file (default snapshot-<time>.jpg)")
+    _, ssub = group(sub, "session", "Live session commands")
+    leaf(ssub, "reset", "forget the resumption handle and start a fresh session")
+    leaf(sub, "mute", "microphone mute: on, off, or toggle without argument").add_argument(
+        "on", nargs="?", choices=["on", "off"])
+    leaf(sub, "events", "print events as JSON lines until Ctrl-C")
+    leaf(sub, "doctor", "check the installation (works without the daemon)").add_argument(
+        "--live", action="store_true", help="also one short real Live session: set-up, a text turn, a tool call")
     return p
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
+
+
+# -- helpers --------------------------------------------------------------------------------------
 def gpio_value(text: str) -> bool | float | str:
     low = text.strip().lower()
     if low in ("on", "true", "yes", "high"):
@@ -159,7 +136,7 @@ def socket_path(args: argparse.Namespace) -> str:
     from . import config  # noqa: PLC0415 - pydantic import only when needed
 
     try:
-        return config.load(args.config).control.socket
+        return config.load(args.config, check_files=False).control.socket
     except EdgedError:
         return DEFAULT_SOCKET
 
@@ -173,38 +150,50 @@ def _print(result: Any, as_json: bool) -> None:
         print(result)
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from . import config  # noqa: PLC0415
-
-    try:
-        cfg = config.load(args.file or args.config)
-    except ConfigError as exc:
-        if args.json:
-            errors = getattr(exc, "errors", [exc])
-            print(json.dumps({"valid": False, "errors": [str(e) for e in errors]}, indent=2))
-        else:
-            print(str(exc), file=sys.stderr)
-        return EX_CONFIG
-    if args.json:
-        print(json.dumps({"valid": True, "file": cfg.path}))
-    else:
-        print(f"{cfg.path}: ok")
-    return EX_OK
+NEWER = {"volume": "volume", "timers.list": "timers", "timers.cancel": "timers", "timers.stop": "timers"}
 
 
+def request_newer(client: ControlClient, cmd: str, **args: Any) -> Any:
+    """A command that older daemons do not have: "unknown command" becomes a clear message."""
+    answer = client.call(cmd, **args)
+    if not answer["ok"] and answer.get("kind") == "usage" and "unknown command" in str(answer.get("error")):
+        raise ControlError(f"{NEWER[cmd]}: the running edged does not have `{cmd}` (it is older than this "
+                           "edgectl): update edged and restart it")
+    return result(answer)
+
+
+def _timers_text(result: Any) -> str:
+    items = result.get("timers", result.get("items")) if isinstance(result, dict) else result
+    if not isinstance(items, list):
+        return "\n".join(render(result))
+    if not items:
+        return "no timers or alarms"
+    rows = [(str(x.get("id", "?")), ctl_status.timer_line(x)) if isinstance(x, dict) else ("?", str(x))
+            for x in items]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{i:<{width}}  {text}" for i, text in rows)
+
+
+# -- commands -------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    if args.command == "config" and args.action == "validate":
-        return _validate(args)
-    if args.command == "doctor":
+    cmd, action = args.command, getattr(args, "action", None)
+    if cmd == "config" and action == "validate":
+        from . import ctl_config  # noqa: PLC0415
+
+        return ctl_config.validate(args.file or args.config, portable=args.portable, as_json=args.json)
+    if cmd == "doctor":
         from .service import doctor  # noqa: PLC0415
 
         return doctor.main(config_path=args.config, socket_path=args.socket, as_json=args.json,
                            live=getattr(args, "live", False))
     client = ControlClient(socket_path(args), timeout=args.timeout)
-    cmd = args.command
     if cmd == "status":
         result = client.request("status")
-        print(json.dumps(result, indent=2, default=str) if args.json else render_status(result))
+        if args.json:
+            print(json.dumps(result, indent=2, default=str))
+        else:
+            print(ctl_status.verbose(result) if args.verbose
+                  else ctl_status.summary(result, colour=ctl_status.use_colour(sys.stdout)))
         return EX_OK
     if cmd == "events":
         try:
@@ -215,14 +204,29 @@ def run(args: argparse.Namespace) -> int:
         return EX_OK
     if cmd == "snapshot":
         return _snapshot(client, args)
+    if cmd == "config" and action == "set":
+        from . import config, ctl_config  # noqa: PLC0415
+
+        return ctl_config.run_set(client, args.config or config.default_path(), args.key, args.value, args.json)
+    if cmd == "gpio" and action == "list":
+        result = client.request("gpio.list")
+        print(json.dumps(result, indent=2, default=str) if args.json else "\n".join(ctl_status.gpio_table(result)))
+        return EX_OK
+    if cmd == "timers":
+        which = action or "list"
+        result = request_newer(client, f"timers.{which}", **({"id": args.id} if which == "cancel" else {}))
+        print(json.dumps(result, indent=2, default=str) if args.json
+              else _timers_text(result) if which == "list" else "\n".join(render(result)))
+        return EX_OK
     if cmd == "config":
-        request: dict[str, Any] = {"show": {}, "get": {"key": getattr(args, "key", None)},
-                                   "set": {"key": getattr(args, "key", None), "value": getattr(args, "value", None)}
-                                   }[args.action]
-        result = client.request(f"config.{args.action}", **request)
+        request = {"show": {}, "get": {"key": getattr(args, "key", None)}}[action]
+        result = client.request(f"config.{action}", **request)
     elif cmd == "gpio":
-        result = (client.request("gpio.list") if args.action == "list"
-                  else client.request("gpio.set", name=args.name, value=gpio_value(args.value)))
+        result = client.request("gpio.set", name=_device_id(args.name), value=gpio_value(args.value))
+    elif cmd == "volume":
+        level = args.level
+        result = request_newer(client, "volume", **({} if level is None else {"step": level}
+                                                    if isinstance(level, str) else {"level": level}))
     elif cmd == "say":
         result = client.request("say", text=" ".join(args.text))
     elif cmd == "session":
@@ -233,6 +237,13 @@ def run(args: argparse.Namespace) -> int:
         result = client.request(cmd)
     _print(result, args.json)
     return EX_OK
+
+
+def _device_id(name: str) -> str:
+    """``gpio set "kitchen light" on``: the daemon knows devices by id."""
+    from .config import device_id  # noqa: PLC0415
+
+    return device_id(name) or name
 
 
 def _snapshot(client: ControlClient, args: argparse.Namespace) -> int:
@@ -255,7 +266,7 @@ def _snapshot(client: ControlClient, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0) if isinstance(exc.code, int) else EX_USAGE
     try:

@@ -208,7 +208,8 @@ def check_daemon(cfg: Any, socket_path: str | None, timeout: float) -> Check:
     try:
         status = ControlClient(path, timeout=timeout).request("status")
     except EdgedError as exc:
-        return Check("daemon", "warn", str(exc).split(":")[0] + f" ({path})",
+        why = str(exc).split(":")[0]
+        return Check("daemon", "warn", why if path in why else f"{why} ({path})",
                      "systemctl start edged; journalctl -u edged for why it stopped")
     state = status.get("state", "?") if isinstance(status, dict) else "?"
     err = status.get("last_error") if isinstance(status, dict) else None
@@ -219,6 +220,9 @@ def check_daemon(cfg: Any, socket_path: str | None, timeout: float) -> Check:
 
 def run(config_path: str | None = None, socket_path: str | None = None, *, timeout: float = 3.0,
         live: bool = False) -> list[Check]:
+    from ..audio import alsalog  # noqa: PLC0415
+
+    alsalog.install()  # before the first PCM opens: libasound's own lines go to a debug log, not the screen
     first, cfg = check_config(config_path)
     endpoint = check_endpoint(cfg, timeout)
     checks = [first, *check_alsa(cfg, timeout), check_models(cfg), check_camera(cfg), check_gpio(cfg),

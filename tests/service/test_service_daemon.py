@@ -13,7 +13,7 @@ import pytest
 from edged.control_client import AsyncControlClient, ControlClient, DaemonError
 from edged.errors import ControlError, NotRunningError
 
-GPIO_FIELDS = {"name", "kind", "value", "room", "description", "ok", "error"}
+GPIO_FIELDS = {"name", "kind", "value", "room", "description", "ok", "error"}  # keyed by id; name: the friendly name
 
 
 def test_read_only_answers(daemon):

@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -127,3 +128,16 @@ def test_unit_check_parses_exposure(tmp_path, monkeypatch):
     assert check.status == "ok", check
     assert doctor.exposure(subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
                                           capture_output=True, text=True).stdout) <= 1.5
+
+
+def test_no_raw_alsa_lines(tmp_path):
+    # On this machine (no sound card) opening "default" makes libasound print ~16 "ALSA lib ..." lines
+    # to stderr; doctor routes them into a debug log first (edged.audio.alsalog), in a real process.
+    cfg = tmp_path / "edged.toml"
+    cfg.write_text(f'[live]\nbase_url = "https://127.0.0.1:9"\n[state]\ndir = "{tmp_path}"\n')
+    out = subprocess.run([sys.executable, "-m", "edged.ctl", "--config", str(cfg), "--socket",
+                          str(tmp_path / "none.sock"), "doctor"], capture_output=True, text=True, timeout=120)
+    assert "[fail] audio capture: 'default'" in out.stdout  # the device was opened, and failed
+    assert [ln for ln in (out.stdout + out.stderr).splitlines() if "ALSA lib" in ln] == []
+    assert out.stderr == ""
+    assert "(no control socket at" in out.stdout and f"({tmp_path}/none.sock) (" not in out.stdout
