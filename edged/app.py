@@ -434,6 +434,7 @@ class App:
             "status_led": p.lights.current and str(p.lights.current) if p else None,
             "camera": part(p and p.camera, "status"),
             "tasks": self.supervisor.status(),
+            "control": part(p and p.control),
             "problems": dict(self.problems.items),
             "last_error": self.problems.last_error,
         }
