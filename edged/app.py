@@ -4,8 +4,8 @@ them in reverse under one deadline, and applies a new config by restarting only 
     App.start():  build every part (parts.py factories, each given only its ports)
                   -> the conversation is attached to the container
                   -> groups opened in order, each an AsyncExitStack:
-                     devices (GPIO, status LED, camera, tools), player, hearing (Ear, capture),
-                     live (its supervisor task), conversation (its sender), control, watchdog
+                     devices (GPIO, status LED, camera, tools), player, timers, hearing (Ear,
+                     capture), live (its supervisor task), conversation (its sender), control, watchdog
                   -> READY
     App.stop():   STOP (the conversation is stopping) -> every thread's stop event is set
                   -> groups closed in reverse, every step bounded by one Deadline (SHUTDOWN_S);
@@ -35,6 +35,7 @@ from .conversation import Conversation
 from .errors import ConfigError, EdgedError
 from .health import Problems
 from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
+from .ringing import Ringer
 from .service.control import EventHub
 from .service.notify import Notifier
 from .state import State
@@ -48,8 +49,10 @@ if TYPE_CHECKING:
     from .secrets import Secret
     from .service.control import ControlServer
     from .status_leds import StatusLights
+    from .timers import Timers
     from .tools.camera import Camera
     from .tools.gpio import GpioBank
+    from .tools.household import HouseholdTools
     from .tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_S = 3.5  # the whole stop, hung threads included (systemd's TimeoutStopSec is 15 s)
 RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
 STALL_S = 10.0  # a thread whose heartbeat is older than this is hung: the watchdog pings stop
-GROUPS = ("devices", "player", "hearing", "live", "conversation", "control", "watchdog")
+GROUPS = ("devices", "player", "timers", "hearing", "live", "conversation", "control", "watchdog")
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Parts:
     ear: Ear
     live: LiveSession
     control: ControlServer | None
+    timers: Timers
+    household: HouseholdTools  # one instance: every ToolRegistry a reload builds gets it
 
     def threads(self) -> list[Worker]:
         return [self.capture, self.ear, self.player]
@@ -91,6 +96,7 @@ class App:
                            spawn=self.tasks.spawn)
         self.problems = Problems(self.publish, self._health_changed)
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
+        self.ringer = Ringer(self.ports)  # the bell, events and context of ringing timers (edged/ringing.py)
         self.parts: Parts | None = None
         self._groups: dict[str, AsyncExitStack] = {}
         self._shown: State | None = None
@@ -128,6 +134,7 @@ class App:
         await asyncio.to_thread(Path(self.cfg.state.dir).mkdir, parents=True, exist_ok=True)
         self.parts = self._build(self.cfg)
         self.conv.attach(self.parts)
+        self.ringer.attach(self.parts)
         for name in GROUPS:
             await self._open(name)
         self.conv.ready()
@@ -154,12 +161,15 @@ class App:
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
         control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
+        timers = parts.build_timers(cfg, self.ringer.ring, self.ringer.ended)
+        household = parts.build_household(timers)
         return Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
-                     tools=parts.build_tools(gpio, camera, self._send_video),
+                     tools=parts.build_tools(gpio, camera, self._send_video, household),
                      player=parts.build_player(cfg, self.ports, self.conv.on_drained),
                      capture=parts.build_capture(cfg, self.ports, ring),
                      ear=parts.build_ear(cfg, self.ports, ring, self.conv),
-                     live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
+                     live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control,
+                     timers=timers, household=household)
 
     # ---- groups: each one's lifetime is an AsyncExitStack ---------------------------------------
     async def _open(self, name: str) -> None:
@@ -207,6 +217,17 @@ class App:
         player = self.running_parts().player
         player.start()
         stack.push_async_callback(self._join, player)
+        self.ringer.player_started()  # a new player rings on while something rings
+
+    async def _open_timers(self, stack: AsyncExitStack) -> None:
+        timers = self.running_parts().timers
+        try:
+            await timers.start()  # reads STATE_DIR/timers.json; what fell due meanwhile rings now
+            self.ports.problem("timers", None)
+        except Exception as exc:  # the rest of the speaker works; the model's calls answer the error
+            self.ports.problem("timers", f"timers: {exc}")
+            return
+        stack.push_async_callback(self._bounded, "timers", timers.stop)
 
     async def _open_hearing(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -318,7 +339,7 @@ class App:
         if "devices" in restart:
             p.gpio = parts.build_gpio(new, self.ports, self._on_gpio_input)
             p.camera = parts.build_camera(new, p.gpio)
-            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video)
+            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video, p.household)
         if "player" in restart:
             p.player = parts.build_player(new, self.ports, self.conv.on_drained)
         if "hearing" in restart:
@@ -330,6 +351,7 @@ class App:
             p.live = parts.build_live(new, self.api_key, self.conv, self._tool_schemas)
             p.live.adopt_counters(old_live)
         self.conv.reconfigure(new)  # the conversation reads its timings from the current config
+        p.timers.cfg = new.timers  # read at each check: ring_max_s, missed_max_s, max
         for name in GROUPS:
             if name in restart:
                 await self._open(name)
@@ -401,9 +423,18 @@ class App:
             "gpio": part(p and p.gpio, "states"),
             "status_led": p.lights.current and str(p.lights.current) if p else None,
             "camera": part(p and p.camera, "status"),
+            "timers": part(self, "_timers_status"),
             "problems": dict(self.problems.items),
             "last_error": self.problems.last_error,
         }
+
+
+    def _timers_status(self) -> dict[str, Any] | None:
+        if self.parts is None:
+            return None
+        st = self.parts.timers.status()
+        return {"timers": st["items"], "ringing": self.parts.timers.ringing, "rung": st["rung"],
+                "missed": st["missed"], **self.ringer.status()}
 
 
 class _Controls:
@@ -431,6 +462,10 @@ class _Controls:
     @property
     def camera(self) -> Camera | None:
         return self._app.parts.camera if self._app.parts else None
+
+    @property
+    def timers(self) -> Timers | None:
+        return self._app.parts.timers if self._app.parts else None
 
     def status(self) -> dict[str, Any]:
         return self._app.status()
