@@ -116,7 +116,8 @@ class Ringer:
             return
         try:
             if on:
-                play(CUE, loop=True)
+                if play(CUE, loop=True) is False:
+                    log.info("ringing: the ring cue is switched off (cues.ring.enabled): nothing is heard")
             else:
                 stop()
         except Exception as exc:  # the ring goes on in status and events; the player reports its device
