@@ -14,9 +14,11 @@ from collections.abc import Awaitable
 
 from edged.dev.rig import Rig
 from edged.sim.scenario import Scenario
+from edged.state import State
 from edged.timers import FILE_NAME
 
 from .conftest import speech
+from .test_e2e_inproc import speaker
 from .test_e2e_turns import _ear_went_past_the_mic
 
 RING_MAX_S = 8.0
@@ -190,3 +192,39 @@ async def test_a_timer_survives_kill9_and_rings_while_offline(tmp_path, models_d
     finally:
         events.close()
         await rig.close()
+
+
+async def test_the_talk_button_silences_the_ringing_and_opens_no_turn_muted_or_not(tmp_path, models_dir,
+                                                                                  monkeypatch):
+    scenario = Scenario([_set_timer("1s", "tea", "Tea timer set.")])
+    async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario) as sp:
+        def ringing() -> list:
+            return sp.d.status()["timers"]["ringing"]
+
+        async def ear_went_on() -> None:
+            # a turn asked of the Ear opens at its next frame: let a few go by
+            at = sp.d.status()["wake"]["ear"]["frames"]
+            await sp.wait(lambda: sp.d.status()["wake"]["ear"]["frames"] >= at + 3, what="the Ear's next frames")
+
+        def press(pin: int) -> None:
+            sp.pin(pin).drive_low()
+            sp.pin(pin).drive_high()
+
+        sp.d.conv.say("set a tea timer for one second")
+        await sp.wait(ringing, what="the first tea timer ringing")
+        await sp.wait(lambda: sp.d.state == State.IDLE, what="idle after the reply")
+        starts = len(sp.emu.frames_of("activity_start"))
+        press(22)  # the talk button
+        await sp.wait(lambda: not ringing(), timeout=5, what="the ringing stopped")
+        await ear_went_on()
+        assert sp.d.state == State.IDLE and len(sp.emu.frames_of("activity_start")) == starts
+
+        # muted: the talk button still silences it, and the microphone stays muted
+        sp.d.conv.say("another one")
+        await sp.wait(ringing, what="the second tea timer ringing")
+        press(23)  # the mute button
+        await sp.wait(lambda: sp.d.capture.stats()["state"] == "muted", timeout=5, what="capture closed")
+        press(22)
+        await sp.wait(lambda: not ringing(), timeout=5, what="the ringing stopped while muted")
+        assert sp.d.state == State.MUTED and sp.d.capture.stats()["state"] == "muted"
+        assert len(sp.emu.frames_of("activity_start")) == starts
