@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable
 
+from edged import config
 from edged.dev.rig import Rig
 from edged.sim.scenario import Scenario
 from edged.state import State
@@ -228,3 +229,29 @@ async def test_the_talk_button_silences_the_ringing_and_opens_no_turn_muted_or_n
         await sp.wait(lambda: not ringing(), timeout=5, what="the ringing stopped while muted")
         assert sp.d.state == State.MUTED and sp.d.capture.stats()["state"] == "muted"
         assert len(sp.emu.frames_of("activity_start")) == starts
+
+
+async def test_a_reload_keeps_the_timers_and_the_one_household_and_applies_ring_max_s(tmp_path, models_dir,
+                                                                                      monkeypatch):
+    scenario = Scenario([_set_timer("1s", "tea", "Tea timer set."), _set_timer("1h", "roast", "Roast timer set.")])
+    async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario) as sp:
+        p = sp.d.app.running_parts()
+        timers, household = p.timers, p.household
+        assert p.tools.household is household
+        sub = sp.d.events.subscribe()
+        await sp.d.reload(config.with_value(sp.d.cfg, "timers.ring_max_s", 1.0))
+        assert p.timers is timers and timers.cfg.ring_max_s == 1.0
+        sp.d.conv.say("set a tea timer for one second")
+        while not ((ev := await asyncio.wait_for(sub.get(), 30))["event"] == "timer" and ev["what"] == "ended"):
+            if ev["event"] == "timer":
+                rang = ev
+        assert ev["reason"] == "timeout" and 0.9 <= ev["mono"] - rang["mono"] < 3  # the new ring_max_s
+        await sp.wait(lambda: sp.d.state == State.IDLE, what="idle after the reply")
+        sp.d.conv.say("set a roast timer for an hour")
+        await sp.wait(lambda: sp.d.status()["timers"]["timers"], what="the roast timer set")
+        # a reload that rebuilds the tools (the devices group) gives them the same household and timers
+        await sp.d.reload(config.with_value(sp.d.cfg, "camera.max_side", 320))
+        p = sp.d.app.running_parts()
+        assert p.tools.household is household and household.timers is timers
+        assert {"set_timer", "set_alarm", "list_timers", "cancel_timer"} <= {d.name for d in p.tools.declarations()}
+        assert [t["label"] for t in timers.list()] == ["roast"]
