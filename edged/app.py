@@ -93,7 +93,7 @@ class App:
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
         self.parts: Parts | None = None
         self._groups: dict[str, AsyncExitStack] = {}
-        self._shown: State | None = None
+        self._shown: tuple[State, bool] | None = None
         self._deadline = Deadline(0.0)  # the current stop's (shutdown or reload): read by the group closers
         self._stopped = False
 
@@ -115,10 +115,10 @@ class App:
         self._status_changed()
 
     def _status_changed(self) -> None:
-        state = self.conv.state
-        if self.parts is not None and state != self._shown:
-            self._shown = state
-            self.parts.lights.show(state)
+        state, tools = self.conv.state, bool(self.conv.tools_running)
+        if self.parts is not None and (state, tools) != self._shown:
+            self._shown = (state, tools)
+            self.parts.lights.show(state, tools=tools)  # a running call: an overlay (idle, speaking)
         self.notifier.status(self.status_line())
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -397,6 +397,7 @@ class App:
                      **({"ear": part(p.ear)} if p else {})},
             "audio": {"capture_device": cfg.audio.capture_device, "playback_device": cfg.audio.playback_device,
                       "capture": part(p and p.capture), "playback": part(p and p.player)},
+            "tools_running": conv.tools_running,  # calls running now; during speech they run beside the reply
             "conversation": dict(conv.stats),
             "gpio": part(p and p.gpio, "states"),
             "status_led": p.lights.current and str(p.lights.current) if p else None,
