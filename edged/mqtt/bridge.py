@@ -438,8 +438,10 @@ class MqttBridge:
         def fire() -> None:
             self._timers.discard(handle)
             self.stats["rediscoveries"] += 1
-            log.info("mqtt: Home Assistant came online: discovery and state published again")
+            log.info("mqtt: Home Assistant came online: discovery, availability and state published again")
             self._queue_discovery(force=True)
+            if self._connected:  # (retained already; a Home Assistant that lost it gets it again)
+                self._set(self._availability, "online", force=True)
             self._refresh(force=True)
 
         handle = loop.call_later(delay, fire)
