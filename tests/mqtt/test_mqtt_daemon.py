@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 import tomli_w
 
+from edged import ctl_status
 from edged.dev.rig import DEMO_DEVICES, Rig
 from edged.mqtt import discovery
 from edged.sim import speech as sim_speech
@@ -124,6 +125,13 @@ async def test_discovery_from_the_daemon_is_valid(rig: Rig, hass: HA) -> None:
     st = await rig.status()
     assert st["mqtt"]["discovery_topic"] == DISC and st["mqtt"]["base_topic"] == BASE
     assert "password" not in json.dumps(st["mqtt"])
+    assert _mqtt_row(st) == f"connected, 127.0.0.1:{rig.overrides['mqtt']['port']}"  # edgectl status
+
+
+def _mqtt_row(st: dict) -> str:
+    rows = [ln.split(":", 1)[1].strip() for ln in ctl_status.summary(st).splitlines() if ln.strip().startswith("MQTT:")]
+    assert len(rows) == 1
+    return rows[0]
 
 
 # ---- commands ----------------------------------------------------------------------------------------
@@ -324,6 +332,7 @@ async def test_a_broker_restart_brings_back_discovery_and_the_full_state(rig: Ri
     broker.stop()  # no persistence: the restarted broker has forgotten every retained message
     st = await eventually(rig, lambda st: not st["mqtt"]["connected"], "the bridge to notice")
     assert st["state"] == "idle"  # the speaker works on
+    assert _mqtt_row(st).startswith("disconnected, 127.0.0.1:") and "error: " in _mqtt_row(st)
     broker.start()
     await eventually(rig, lambda st: st["mqtt"]["connected"] and st["mqtt"]["connects"] > connects,
                      "the bridge to reconnect", 30)
@@ -336,7 +345,11 @@ async def test_a_broker_restart_brings_back_discovery_and_the_full_state(rig: Ri
                             (f"{BASE}/gpio/kitchen_light/available", b"online")):
             await ha.wait(topic, lambda p, w=want: p == w)
         assert json.loads(await ha.wait(LIGHT, bool))["state"] == "OFF"
-        assert all(retained for topic in (DISC, STATE, LIGHT) for _, retained in ha.msgs[topic])
+    async with HA(broker.port) as late:  # a Home Assistant that starts now finds it all retained
+        await late.sub(DISC, f"{BASE}/#")
+        for topic in (DISC, AVAIL, STATE, MUTE, LIGHT, FAN):
+            await late.wait(topic, bool)
+            assert all(retained for _, retained in late.msgs[topic]), topic
 
 
 async def test_a_clean_stop_says_offline_and_a_kill_leaves_it_to_the_last_will(rig: Rig, hass: HA) -> None:
