@@ -258,7 +258,7 @@ class App:
         stack.push_async_callback(lambda: cancel_tasks([task], self._deadline))
         await bridge.start()  # returns at once, also when the broker is down (it keeps retrying)
         # publishes `offline` and disconnects, bounded by what is left of the deadline
-        stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.5)), 2.0)
+        stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
 
     async def _open_control(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()

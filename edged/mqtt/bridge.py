@@ -400,15 +400,17 @@ class MqttBridge:
                 if self._dirty:
                     topic = next(iter(self._dirty))
                     payload = self._dirty.pop(topic)
+                    # counted as sent while in flight, so a refresh meanwhile does not send it twice
+                    # (a failed publish ends the connection, and the next one forgets _sent)
+                    if payload in (b"", ""):
+                        self._sent.pop(topic, None)
+                    else:
+                        self._sent[topic] = payload
                     try:
                         await client.publish(topic, payload, qos=1, retain=True, timeout=10)
                     except BaseException:
                         self._dirty.setdefault(topic, payload)  # kept (unless superseded) for the next connection
                         raise
-                    if payload in (b"", ""):
-                        self._sent.pop(topic, None)
-                    else:
-                        self._sent[topic] = payload
                 else:
                     topic, payload = self._transient.popleft()
                     await client.publish(topic, payload, qos=1, retain=False, timeout=10)
