@@ -7,6 +7,8 @@ GoAway ridden through with the resumption handle, a restart that resumes with th
 handle, and a barge-in during a long reply.  The daemon runs the default model's profile
 (gemini-3.8-live: function calls NON_BLOCKING, so the reply goes on while the light switches) and
 the emulator sends replies the way Google does (pacing "google": bursts faster than real time).
+When mosquitto is installed, a Home Assistant part follows (edged/dev/demo_mqtt.py): the light
+switched and an announcement sent over MQTT.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sim.scenario import Scenario
+from . import demo_mqtt
 from .rig import Rig
 
 WAKE = "hey jarvis"
@@ -58,6 +61,10 @@ SCENARIO = [
         {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "off"}}},
         {"say": "Done, the light is off."},
     ],
+    [  # 6: Home Assistant's announcement (the MQTT part)
+        {"say": demo_mqtt.ANNOUNCEMENT},
+        {"output_transcript": demo_mqtt.ANNOUNCEMENT},
+    ],
 ]
 
 # each said right after the wake word, without a pause
@@ -92,7 +99,7 @@ class Timeline:
         elif kind == "transcript":
             self.say(ev.get("role", "?"), repr(ev.get("text")))
         elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute",
-                      "no_answer", "tool_cancel"):
+                      "no_answer", "tool_cancel", "announce"):
             detail = {k: v for k, v in ev.items() if k not in ("event", "time")}
             self.say(kind, " ".join(f"{k}={v}" for k, v in detail.items()))
 
@@ -129,9 +136,18 @@ async def _gpio(rig: Rig, tl: Timeline) -> None:
 async def run_demo(out: Path, models_dir: Path) -> Rig:
     cache = out.parent / ".audio-cache"
     tl = Timeline()
-    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"))
+    broker = demo_mqtt.start_broker(out)
+    overrides = {"mqtt": demo_mqtt.mqtt_section(broker)} if broker else {}
+    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"), overrides=overrides)
+    if broker is None:
+        tl.say("demo", "mosquitto is not installed: no Home Assistant part (apt-get install mosquitto)")
     tl.say("demo", f"starting the emulator and `edged run` (log: {rig.log_path})")
-    await rig.start()
+    try:
+        await rig.start()
+    except BaseException:
+        if broker:
+            broker.stop()
+        raise
     follower = asyncio.create_task(_follow(rig, tl))
     try:
         st = await rig.status()
@@ -165,6 +181,8 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         await asyncio.sleep(1.5)
         await _turn(rig, tl, 5, cache)
         await _gpio(rig, tl)
+        if broker is not None:
+            await demo_mqtt.home_assistant_part(rig, broker, tl)
 
         tl.say("demo", "edgectl status against the running daemon:")
         proc = await asyncio.create_subprocess_exec(
@@ -173,6 +191,8 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
     finally:
         follower.cancel()
         await rig.close()
+        if broker is not None:
+            broker.stop()
     return rig
 
 
