@@ -37,6 +37,7 @@ from .health import Problems
 from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
 from .service.control import EventHub
 from .service.notify import Notifier
+from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class App:
         self.cfg = cfg
         self.api_key = api_key
         self.started_at = time.monotonic()
+        self.trace = Trace()  # start-up steps, logged at debug with READY
         self.events = EventHub()
         self.notifier = Notifier()
         self.tasks = Tasks()
@@ -126,13 +128,20 @@ class App:
         loop = asyncio.get_running_loop()
         self._post = LoopPost(loop)
         await asyncio.to_thread(Path(self.cfg.state.dir).mkdir, parents=True, exist_ok=True)
+        self.trace.stamp("state dir")
         self.parts = self._build(self.cfg)
+        self.trace.stamp("build")
         self.conv.attach(self.parts)
         for name in GROUPS:
             await self._open(name)
+            self.trace.stamp(name)
         self.conv.ready()
         self.notifier.ready()
         log.info("edged %s ready (pid %d)", __version__, os.getpid())
+        log.debug("%s", self.trace.summary())
+        if not os.environ.get("EDGED_NO_SETTLE"):
+            before, after = await asyncio.to_thread(settle_memory)
+            log.debug("memory settled: RSS %.1f -> %.1f MB", before, after)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -150,6 +159,8 @@ class App:
         log.info("stopped")
 
     def _build(self, cfg: config.Config) -> Parts:
+        models = parts.HearingModels(cfg)  # in threads, while the other parts are built (start-up time)
+        import_live_sdk()
         gpio = parts.build_gpio(cfg, self.ports, self._on_gpio_input)
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
@@ -158,7 +169,7 @@ class App:
                      tools=parts.build_tools(gpio, camera, self._send_video),
                      player=parts.build_player(cfg, self.ports, self.conv.on_drained),
                      capture=parts.build_capture(cfg, self.ports, ring),
-                     ear=parts.build_ear(cfg, self.ports, ring, self.conv),
+                     ear=parts.build_ear(cfg, self.ports, ring, self.conv, models),
                      live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
 
     # ---- groups: each one's lifetime is an AsyncExitStack ---------------------------------------
