@@ -115,6 +115,15 @@ def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"wall p50 {i['wall_p50_ms']:.1f} ms, **p95 {i['wall_p95_ms']:.1f} ms**; thread CPU p50 "
                      f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})", "p95 ≤ 30 ms",
                      _verdict(i["wall_p95_ms"], 30)))
+    sep = e.get("separation")
+    if sep:
+        held = "; ".join(f"tuned on {'/'.join(h['tuned_on'])}: threshold {h['threshold']:.3f}, on "
+                         f"{'/'.join(h['tested_on'])} {100 * h['complete_ended_at_200ms']:.0f} % of complete commands "
+                         f"ended at 200 ms, {100 * h['paused_cut_off']:.0f} % of paused ones cut off" for h in sep["held_out"])
+        rows.append(("7e", "Smart Turn on the espeak corpus: complete vs paused told apart (AUC, 0.5 = chance), and "
+                     "a threshold held out by voice (cut-offs <= 5 % on two voices, applied to the other two)",
+                     "AUC " + ", ".join(f"{v['auc']:.2f} at {ms} ms" for ms, v in sep["auc"].items()) + "; " + held,
+                     "—", "reported"))
     return rows
 
 

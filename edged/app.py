@@ -139,9 +139,8 @@ class App:
         self.notifier.ready()
         log.info("edged %s ready (pid %d)", __version__, os.getpid())
         log.debug("%s", self.trace.summary())
-        if not os.environ.get("EDGED_NO_SETTLE"):
-            before, after = await asyncio.to_thread(settle_memory)
-            log.debug("memory settled: RSS %.1f -> %.1f MB", before, after)
+        before, after = await asyncio.to_thread(settle_memory)
+        log.debug("memory settled: RSS %.1f -> %.1f MB", before, after)
 
     async def stop(self) -> None:
         if self._stopped:

@@ -65,3 +65,14 @@ def test_the_live_sdk_is_imported_without_pil_and_trio() -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip() == "ok"
+
+
+def test_settle_memory_freezes_the_start_up_objects_and_reports_rss() -> None:
+    import gc
+
+    try:
+        before, after = startup.settle_memory()
+        assert gc.get_freeze_count() > 0
+        assert 0.0 < after and 0.0 < before
+    finally:
+        gc.unfreeze()
