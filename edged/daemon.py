@@ -126,7 +126,7 @@ def main(args: Any) -> int:
     cfg = config.load(args.config)
     level = args.log_level or cfg.log.level
     logs.setup(level)
-    api_key = load_api_key(cfg.live.api_key_file, cfg.path)
+    api_key = load_api_key(cfg.live.api_key_file, cfg.path, forget=True)
     if api_key is None and not cfg.live.base_url:
         log.error("no API key: set GEMINI_API_KEY, live.api_key_file, or the gemini-api-key credential")
     daemon = Daemon(cfg, api_key)
