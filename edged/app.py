@@ -38,6 +38,7 @@ from .health import Problems
 from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
 from .service.control import EventHub
 from .service.notify import Notifier
+from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class App:
         self.cfg = cfg
         self.api_key = api_key
         self.started_at = time.monotonic()
+        self.trace = Trace()  # start-up steps, logged at debug with READY
         self.events = EventHub()
         self.notifier = Notifier()
         self.tasks = Tasks()
@@ -133,13 +135,19 @@ class App:
         loop = asyncio.get_running_loop()
         self._post = LoopPost(loop)
         await asyncio.to_thread(Path(self.cfg.state.dir).mkdir, parents=True, exist_ok=True)
+        self.trace.stamp("state dir")
         self.parts = self._build(self.cfg)
+        self.trace.stamp("build")
         self.conv.attach(self.parts)
         for name in GROUPS:
             await self._open(name)
+            self.trace.stamp(name)
         self.conv.ready()
         self.notifier.ready()
         log.info("edged %s ready (pid %d)", __version__, os.getpid())
+        log.debug("%s", self.trace.summary())
+        before, after = await asyncio.to_thread(settle_memory)
+        log.debug("memory settled: RSS %.1f -> %.1f MB", before, after)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -157,6 +165,8 @@ class App:
         log.info("stopped")
 
     def _build(self, cfg: config.Config) -> Parts:
+        models = parts.HearingModels(cfg)  # in threads, while the other parts are built (start-up time)
+        import_live_sdk()
         gpio = parts.build_gpio(cfg, self.ports, self._on_gpio_input)
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
@@ -165,7 +175,7 @@ class App:
                       tools=parts.build_tools(gpio, camera, self._send_video),
                       player=parts.build_player(cfg, self.ports, self.conv.on_drained),
                       capture=parts.build_capture(cfg, self.ports, ring),
-                      ear=parts.build_ear(cfg, self.ports, ring, self.conv),
+                      ear=parts.build_ear(cfg, self.ports, ring, self.conv, models),
                       live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
         if cfg.mqtt.enabled:
             self._build_mqtt(built, cfg)
