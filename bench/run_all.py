@@ -14,7 +14,9 @@ inference time) and bench_asynctools.py (gemini-3.8-live in Google-like pacing: 
 NON_BLOCKING call adds to the reply it interrupts, a non-answer's turnComplete -> idle).  Medians and
 ratios come from this run; absolute times are labelled with the machine they were measured on.
 The table goes to stdout and to bench/results/latest.md (or --out), the raw figures to
-bench/results/latest.json (or --json).
+bench/results/latest.json (or --json); a run of some steps (``--only``) writes
+bench/results/only-STEPS.md/.json instead, so it never replaces the full run's files.  bench/results/
+is committed: the README's figures come from its latest.md, and the JSON names the commit measured.
 """
 
 from __future__ import annotations
@@ -140,7 +142,28 @@ def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"wall p50 {i['wall_p50_ms']:.1f} ms, **p95 {i['wall_p95_ms']:.1f} ms**; thread CPU p50 "
                      f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})", "p95 ≤ 30 ms",
                      _verdict(i["wall_p95_ms"], 30)))
+    sep = e.get("separation")
+    if sep:
+        held = "; ".join(f"tuned on {'/'.join(h['tuned_on'])}: threshold {h['threshold']:.3f}, on "
+                         f"{'/'.join(h['tested_on'])} {100 * h['complete_ended_at_200ms']:.0f} % of complete commands "
+                         f"ended at 200 ms, {100 * h['paused_cut_off']:.0f} % of paused ones cut off" for h in sep["held_out"])
+        rows.append(("7e", "Smart Turn on the espeak corpus: complete vs paused told apart (AUC, 0.5 = chance), and "
+                     "a threshold held out by voice (cut-offs <= 5 % on two voices, applied to the other two)",
+                     "AUC " + ", ".join(f"{v['auc']:.2f} at {ms} ms" for ms, v in sep["auc"].items()) + "; " + held,
+                     "—", "reported"))
     return rows
+
+
+def commit() -> str:
+    """The commit measured (with "+dirty" if the work tree had changes), so the figures can be traced."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _step(name: str, fn: Any, results: dict[str, Any], errors: dict[str, str]) -> None:
@@ -263,7 +286,7 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     out = [f"# edged benchmarks ({mode})", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; {now}; "
-           f"{elapsed:.0f} s in all; load average {m['loadavg']} at the start, {bench_daemon.loadavg()} at the end.  Absolute times are from this machine; ratios are measured in this run.", "",
+           f"commit {str(r.get('commit', '?'))[:12]}; {elapsed:.0f} s in all; load average {m['loadavg']} at the start, {bench_daemon.loadavg()} at the end.  Absolute times are from this machine; ratios are measured in this run.", "",
            "| # | figure | measured | goal | |", "|---|---|---|---|---|"]
     out += [f"| {n} | {f} | {v} | {g} | {ok} |" for n, f, v, g, ok in rows]
     if errors:
@@ -276,18 +299,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer samples (about 2 minutes)")
     ap.add_argument("--models", default=os.environ.get("EDGED_TEST_MODELS") or str(ROOT / ".cache/models"))
-    ap.add_argument("--json", metavar="FILE", default=str(BENCH / "results" / "latest.json"),
-                    help="every figure as JSON (default bench/results/latest.json)")
-    ap.add_argument("--out", default=str(BENCH / "results" / "latest.md"))
+    ap.add_argument("--json", metavar="FILE", help="every figure as JSON (default bench/results/latest.json, "
+                    "or only-STEPS.json with --only)")
+    ap.add_argument("--out", metavar="FILE", help="the table (default bench/results/latest.md, or only-STEPS.md)")
     ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint, asynctools); default all")
     a = ap.parse_args(argv)
+    stem = "only-" + "-".join(sorted(a.only.split(","))) if a.only else "latest"
+    a.json = a.json or str(BENCH / "results" / f"{stem}.json")
+    a.out = a.out or str(BENCH / "results" / f"{stem}.md")
     q = a.quick
     models = Path(a.models)
     n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
          "live_samples": 5 if q else 30, "goaways": 20 if q else 100, "mqtt_samples": 50 if q else 200,
          "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "async_runs": 4 if q else 12}
     t0 = time.monotonic()
-    results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n}
+    results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n,
+                               "commit": commit()}
     errors: dict[str, str] = {}
     daemon: dict[str, Any] = {}
     results["daemon"] = daemon

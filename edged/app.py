@@ -39,6 +39,7 @@ from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
 from .ringing import Ringer
 from .service.control import EventHub
 from .service.notify import Notifier
+from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class App:
         self.cfg = cfg
         self.api_key = api_key
         self.started_at = time.monotonic()
+        self.trace = Trace()  # start-up steps, logged at debug with READY
         self.events = EventHub()
         self.notifier = Notifier()
         self.tasks = Tasks()
@@ -139,14 +141,20 @@ class App:
         loop = asyncio.get_running_loop()
         self._post = LoopPost(loop)
         await asyncio.to_thread(Path(self.cfg.state.dir).mkdir, parents=True, exist_ok=True)
+        self.trace.stamp("state dir")
         self.parts = self._build(self.cfg)
+        self.trace.stamp("build")
         self.conv.attach(self.parts)
         self.ringer.attach(self.parts)
         for name in GROUPS:
             await self._open(name)
+            self.trace.stamp(name)
         self.conv.ready()
         self.notifier.ready()
         log.info("edged %s ready (pid %d)", __version__, os.getpid())
+        log.debug("%s", self.trace.summary())
+        before, after = await asyncio.to_thread(settle_memory)
+        log.debug("memory settled: RSS %.1f -> %.1f MB", before, after)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -164,6 +172,8 @@ class App:
         log.info("stopped")
 
     def _build(self, cfg: config.Config) -> Parts:
+        models = parts.HearingModels(cfg)  # in threads, while the other parts are built (start-up time)
+        import_live_sdk()
         gpio = parts.build_gpio(cfg, self.ports, self._on_gpio_input)
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
@@ -174,7 +184,7 @@ class App:
                       tools=parts.build_tools(gpio, camera, self._send_video, household),
                       player=parts.build_player(cfg, self.ports, self.conv.on_drained),
                       capture=parts.build_capture(cfg, self.ports, ring),
-                      ear=parts.build_ear(cfg, self.ports, ring, self.conv),
+                      ear=parts.build_ear(cfg, self.ports, ring, self.conv, models),
                       live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control,
                       timers=timers, household=household)
         if cfg.mqtt.enabled:

@@ -113,21 +113,33 @@ def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None]) -> P
 def build_wake(cfg: Config, ports: Ports) -> WakeDetector | None:
     """The wake-word detector with its models loaded, or None (reported): buttons and edgectl
     wake still work, and status says what to do."""
+    det, problem = _load_wake(cfg)
+    ports.problem("wake", problem)
+    return det
+
+
+def _load_wake(cfg: Config) -> tuple[WakeDetector | None, str | None]:
     from .audio import wake
 
     det = wake.from_config(cfg)  # wake.engine: lean (default) or the openwakeword package
     try:
         det.load()
     except Exception as exc:
-        ports.problem("wake", f"{exc}")
-        return None
-    ports.problem("wake", None)
-    return det
+        return None, f"{exc}"
+    return det, None
 
 
 def build_endpointer(cfg: Config, ports: Ports) -> Endpointer:
     """The configured end-of-turn detector; webrtc (reported) if silero's model is missing, silence
     mode (reported) if the Smart Turn model is."""
+    ep, vad_problem = _load_endpointer(cfg)
+    if vad_problem is not None:
+        ports.problem("vad", vad_problem)
+    ports.problem("turn", ep.problem)
+    return ep
+
+
+def _load_endpointer(cfg: Config) -> tuple[Endpointer, str | None]:
     from .audio.endpoint import Endpointer
 
     t = cfg.turn
@@ -135,11 +147,39 @@ def build_endpointer(cfg: Config, ports: Ports) -> Endpointer:
     try:
         ep.load()
     except Exception as exc:
-        ports.problem("vad", f"{exc}; using webrtc")
         ep = Endpointer("webrtc", silence_ms=t.silence_ms, max_utterance_s=t.max_utterance_s,
                         no_speech_timeout_s=t.no_speech_timeout_s, aggressiveness=t.vad_aggressiveness)
-    ports.problem("turn", ep.problem)
-    return ep
+        return ep, f"{exc}; using webrtc"
+    return ep, None
+
+
+class HearingModels:
+    """The wake-word and end-of-turn models, each loading in its own thread from construction on.
+
+    onnxruntime releases the GIL while it builds a session, so the models load on another core while
+    the caller imports and builds the other parts (start-up to READY).  Problems are reported by
+    ``wake``/``endpointer``, on the caller's thread.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(2, thread_name_prefix="edged-load")
+        self._wake = pool.submit(_load_wake, cfg)
+        self._endpointer = pool.submit(_load_endpointer, cfg)
+        pool.shutdown(wait=False)  # the threads end with their task
+
+    def wake(self, ports: Ports) -> WakeDetector | None:
+        det, problem = self._wake.result()
+        ports.problem("wake", problem)
+        return det
+
+    def endpointer(self, ports: Ports) -> Endpointer:
+        ep, vad_problem = self._endpointer.result()
+        if vad_problem is not None:
+            ports.problem("vad", vad_problem)
+        ports.problem("turn", ep.problem)
+        return ep
 
 
 def build_ring(cfg: Config) -> FrameRing:
@@ -157,8 +197,10 @@ def build_capture(cfg: Config, ports: Ports, ring: FrameRing) -> Capture:
                    on_status=ports.device_status("capture"))
 
 
-def build_ear(cfg: Config, ports: Ports, ring: FrameRing, conv: Conversation) -> Ear:
-    """The Ear, its callbacks posted onto the loop to the conversation."""
+def build_ear(cfg: Config, ports: Ports, ring: FrameRing, conv: Conversation,
+              models: HearingModels | None = None) -> Ear:
+    """The Ear, its callbacks posted onto the loop to the conversation; its models from ``models``
+    (loading since the start) or loaded now."""
     from .audio.ear import Ear, EarCallbacks
     from .audio.wake import Detection
 
@@ -171,8 +213,11 @@ def build_ear(cfg: Config, ports: Ports, ring: FrameRing, conv: Conversation) ->
                              on_turn_audio=lambda pcm: post(conv.on_turn_audio, pcm),
                              on_turn_end=lambda reason: post(conv.on_turn_end, reason),
                              on_drops=lambda n: post(conv.on_drops, n))
-    return Ear(ring, build_wake(cfg, ports), build_endpointer(cfg, ports), preroll_ms=cfg.turn.preroll_ms,
-               callbacks=callbacks)
+    if models is None:
+        wake, endpointer = build_wake(cfg, ports), build_endpointer(cfg, ports)
+    else:
+        wake, endpointer = models.wake(ports), models.endpointer(ports)
+    return Ear(ring, wake, endpointer, preroll_ms=cfg.turn.preroll_ms, callbacks=callbacks)
 
 
 def build_live(cfg: Config, api_key: Secret | None, conv: Conversation,
