@@ -4,9 +4,9 @@ them in reverse under one deadline, and applies a new config by restarting only 
     App.start():  build every part (parts.py factories, each given only its ports)
                   -> the conversation is attached to the container
                   -> groups opened in order, each an AsyncExitStack:
-                     devices (GPIO, status LED, camera, tools), player, hearing (Ear, capture),
-                     live (its supervisor task), conversation (its sender), mqtt (Home Assistant,
-                     when enabled), control, watchdog
+                     devices (GPIO, status LED, camera, tools), player, timers, hearing (Ear,
+                     capture), live (its supervisor task), conversation (its sender), mqtt (Home
+                     Assistant, when enabled), control, watchdog
                   -> READY
     App.stop():   STOP (the conversation is stopping) -> every thread's stop event is set
                   -> groups closed in reverse, every step bounded by one Deadline (SHUTDOWN_S);
@@ -36,6 +36,7 @@ from .conversation import Conversation
 from .errors import ConfigError, EdgedError
 from .health import Problems
 from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
+from .ringing import Ringer
 from .service.control import EventHub
 from .service.notify import Notifier
 from .startup import Trace, import_live_sdk, settle_memory
@@ -52,8 +53,10 @@ if TYPE_CHECKING:
     from .secrets import Secret
     from .service.control import ControlServer
     from .status_leds import StatusLights
+    from .timers import Timers
     from .tools.camera import Camera
     from .tools.gpio import GpioBank
+    from .tools.household import HouseholdTools
     from .tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
 STALL_S = 10.0  # a thread whose heartbeat is older than this is hung: the watchdog pings stop
 # mqtt after the conversation and before control; closed before the devices, so `offline` is
 # published while the pins are still valid
-GROUPS = ("devices", "player", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
+GROUPS = ("devices", "player", "timers", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Parts:
     ear: Ear
     live: LiveSession
     control: ControlServer | None
+    timers: Timers
+    household: HouseholdTools  # one instance: every ToolRegistry a reload builds gets it
     mqtt: MqttBridge | None = None  # Home Assistant (mqtt.enabled)
     announcer: Announcer | None = None  # its announcements
 
@@ -100,6 +105,7 @@ class App:
                            spawn=self.tasks.spawn)
         self.problems = Problems(self.publish, self._health_changed)
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
+        self.ringer = Ringer(self.ports)  # the bell, events and context of ringing timers (edged/ringing.py)
         self.parts: Parts | None = None
         self._groups: dict[str, AsyncExitStack] = {}
         self._shown: tuple[State, bool] | None = None
@@ -139,6 +145,7 @@ class App:
         self.parts = self._build(self.cfg)
         self.trace.stamp("build")
         self.conv.attach(self.parts)
+        self.ringer.attach(self.parts)
         for name in GROUPS:
             await self._open(name)
             self.trace.stamp(name)
@@ -171,12 +178,15 @@ class App:
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
         control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
+        timers = parts.build_timers(cfg, self.ringer.ring, self.ringer.ended)
+        household = parts.build_household(timers)
         built = Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
-                      tools=parts.build_tools(gpio, camera, self._send_video),
+                      tools=parts.build_tools(gpio, camera, self._send_video, household),
                       player=parts.build_player(cfg, self.ports, self.conv.on_drained),
                       capture=parts.build_capture(cfg, self.ports, ring),
                       ear=parts.build_ear(cfg, self.ports, ring, self.conv, models),
-                      live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
+                      live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control,
+                      timers=timers, household=household)
         if cfg.mqtt.enabled:
             self._build_mqtt(built, cfg)
         return built
@@ -235,6 +245,17 @@ class App:
         player = self.running_parts().player
         player.start()
         stack.push_async_callback(self._join, player)
+        self.ringer.player_started()  # a new player rings on while something rings
+
+    async def _open_timers(self, stack: AsyncExitStack) -> None:
+        timers = self.running_parts().timers
+        try:
+            await timers.start()  # reads STATE_DIR/timers.json; what fell due meanwhile rings now
+            self.ports.problem("timers", None)
+        except Exception as exc:  # the rest of the speaker works; the model's calls answer the error
+            self.ports.problem("timers", f"timers: {exc}")
+            return
+        stack.push_async_callback(self._bounded, "timers", timers.stop)
 
     async def _open_hearing(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -357,7 +378,7 @@ class App:
         if "devices" in restart:
             p.gpio = parts.build_gpio(new, self.ports, self._on_gpio_input)
             p.camera = parts.build_camera(new, p.gpio)
-            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video)
+            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video, p.household)
         if "player" in restart:
             p.player = parts.build_player(new, self.ports, self.conv.on_drained)
         if "hearing" in restart:
@@ -369,6 +390,7 @@ class App:
             p.live = parts.build_live(new, self.api_key, self.conv, self._tool_schemas)
             p.live.adopt_counters(old_live)
         self.conv.reconfigure(new)  # the conversation reads its timings from the current config
+        p.timers.cfg = new.timers  # read at each check: ring_max_s, missed_max_s, max
         if "mqtt" in changed:
             if p.mqtt is None and new.mqtt.enabled:  # turned on: build the bridge and open its group
                 self._build_mqtt(p, new)
@@ -449,6 +471,7 @@ class App:
             "gpio": part(p and p.gpio, "states"),
             "status_led": p.lights.current and str(p.lights.current) if p else None,
             "camera": part(p and p.camera, "status"),
+            "timers": part(self, "_timers_status"),
             "mqtt": self._mqtt_status(),  # never a credential
             "problems": dict(self.problems.items),
             "last_error": self.problems.last_error,
@@ -465,6 +488,13 @@ class App:
         if p.announcer is not None:
             out["announcements"] = {**p.announcer.stats, "pending": p.announcer.pending}
         return out
+
+    def _timers_status(self) -> dict[str, Any] | None:
+        if self.parts is None:
+            return None
+        st = self.parts.timers.status()
+        return {"timers": st["items"], "ringing": self.parts.timers.ringing, "rung": st["rung"],
+                "missed": st["missed"], **self.ringer.status()}
 
 
 class _Controls:
@@ -492,6 +522,10 @@ class _Controls:
     @property
     def camera(self) -> Camera | None:
         return self._app.parts.camera if self._app.parts else None
+
+    @property
+    def timers(self) -> Timers | None:
+        return self._app.parts.timers if self._app.parts else None
 
     def status(self) -> dict[str, Any]:
         return self._app.status()

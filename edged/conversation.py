@@ -119,6 +119,12 @@ class Conversation:
         return self.state == State.LISTENING
 
     @property
+    def ringing(self) -> bool:
+        """A timer or alarm rings now (the Timers part's truth; a container without one: never)."""
+        timers = getattr(self._parts, "timers", None)
+        return timers is not None and bool(timers.ringing)
+
+    @property
     def tools_running(self) -> list[dict[str, Any]]:
         """The tool calls running now (any state; during speech they run beside the reply)."""
         now = time.monotonic()
@@ -164,8 +170,9 @@ class Conversation:
 
     # ---- inputs: the root, buttons, edgectl, the problem registry -----------------------------
     def request_turn(self, source: str) -> None:
-        """A turn without the wake word (button, edgectl wake, follow-up).  Raises when muted."""
-        self.handle(Ev.REQUEST_TURN, source)
+        """A turn without the wake word (button, edgectl wake, follow-up).  Raises when muted.
+        While a timer or alarm rings, it stops the ringing instead."""
+        self.handle(Ev.RING_REQUEST_TURN if self.ringing else Ev.REQUEST_TURN, source)
 
     def say(self, text: str) -> None:
         """A text turn (edgectl say).  Raises EdgedError when it cannot be taken now."""
@@ -198,7 +205,8 @@ class Conversation:
         self._ports.publish({"event": "wake", "model": model, "score": round(score, 3), "source": "wake_word"})
 
     def on_turn_start(self, source: str) -> None:
-        self.handle(Ev.TURN_START, source)
+        # the wake word while a timer or alarm rings stops the ringing (a follow-up turn does not)
+        self.handle(Ev.RING_TURN_START if source == "wake" and self.ringing else Ev.TURN_START, source)
 
     def on_turn_audio(self, pcm: bytes) -> None:
         self.handle(Ev.TURN_AUDIO, pcm)
@@ -466,6 +474,15 @@ class Conversation:
         log.info("microphone on")
         self._ports.publish({"event": "mute", "muted": False})
         return "microphone on"
+
+    def _do_stop_ringing(self, source: str) -> None:
+        timers = self._p().timers
+        stopped = timers.stop_ringing() if timers is not None else []  # it reports each end (edged.ringing)
+        log.info("ringing stopped by %s: %s", source, ", ".join(it["id"] for it in stopped) or "nothing rang")
+
+    def _do_stop_ringing_drop_turn(self, source: str) -> None:
+        self._p().ear.cancel_turn()  # the wake word only silenced the ringing: no turn
+        self._do_stop_ringing(source)
 
     def _do_stop(self) -> str:
         self._call_off()

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from .secrets import Secret
     from .service.control import ControlServer, EventHub
     from .status_leds import StatusLights
+    from .timers import OnRing, OnRingEnd, Timers
     from .tools.camera import Camera
     from .tools.gpio import GpioBank
+    from .tools.household import HouseholdTools
     from .tools.registry import SendVideo, ToolRegistry
 
 FRAME_MS = 80
@@ -77,10 +79,26 @@ def build_camera(cfg: Config, gpio: GpioBank | None) -> Camera | None:
     return Camera(cfg.camera, led=led if led_name else None)
 
 
-def build_tools(gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo) -> ToolRegistry:
+def build_tools(gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo,
+                household: HouseholdTools | None = None) -> ToolRegistry:
     from .tools.registry import ToolRegistry
 
-    return ToolRegistry(gpio, camera, send_video)
+    return ToolRegistry(gpio, camera, send_video, household=household)
+
+
+def build_timers(cfg: Config, on_ring: OnRing, on_ring_end: OnRingEnd) -> Timers:
+    """Timers and alarms, kept in ``STATE_DIR/timers.json``; the callbacks run on the loop."""
+    from .timers import Timers
+
+    return Timers(cfg.timers, cfg.state.dir, on_ring=on_ring, on_ring_end=on_ring_end)
+
+
+def build_household(timers: Timers | None, volume: Any = None) -> HouseholdTools:
+    """The model's timer, alarm and volume functions: built once, kept across reloads (the
+    ToolRegistry rebuilt by a reload gets the same one)."""
+    from .tools.household import HouseholdTools
+
+    return HouseholdTools(timers, volume)
 
 
 def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None]) -> Player:

@@ -53,6 +53,9 @@ class Ev(StrEnum):
     FAULT = "fault"  # a critical part has a problem
     RECOVERED = "recovered"  # no critical part has a problem any more
     STOP = "stop"
+    # while a timer or alarm rings (edged.ringing): the person's "stop" gestures
+    RING_TURN_START = "ring_turn_start"  # the Ear opened a turn on the wake word while it rings
+    RING_REQUEST_TURN = "ring_request_turn"  # talk button, edgectl wake while it rings
 
 
 SAME = "same"
@@ -124,6 +127,13 @@ _row((S.STARTING, *AT_REST, S.LISTENING, *REPLYING), Ev.MUTE, "mute", S.MUTED)
 _row((S.MUTED,), Ev.UNMUTE, "unmute", REST)
 _row((S.IDLE,), Ev.FAULT, "none", S.ERROR)
 _row((S.ERROR,), Ev.RECOVERED, "none", S.IDLE)
+# a timer or alarm rings: the wake word or the talk button stops the ringing, and that is all it
+# does (a person silencing an alarm with "hey jarvis" wants it quiet, not a question): no turn is
+# opened (the Ear's is called off) and a reply being played goes on.  Muted, the microphone hears
+# nothing: a turn the Ear opened before the mute took hold is refused as usual; the talk button works
+_row((S.STARTING, *AT_REST, *REPLYING), Ev.RING_TURN_START, "stop_ringing_drop_turn", SAME)
+_row((S.MUTED,), Ev.RING_TURN_START, "reject_turn", SAME)
+_row((S.STARTING, *RUNNING), Ev.RING_REQUEST_TURN, "stop_ringing", SAME)
 
 
 def markdown() -> str:

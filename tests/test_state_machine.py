@@ -117,6 +117,19 @@ class FakeTools:
         self.rec.add("tools", "cancel", list(ids))
 
 
+class FakeTimers:
+    """The Timers part as the conversation sees it: what rings, and stop_ringing()."""
+
+    def __init__(self, rec: Rec) -> None:
+        self.rec = rec
+        self.ringing: list[dict] = []
+
+    def stop_ringing(self) -> list[dict]:
+        self.rec.add("timers", "stop_ringing")
+        stopped, self.ringing = self.ringing, []
+        return stopped
+
+
 @dataclass
 class FakeParts:
     player: FakePlayer
@@ -124,6 +137,7 @@ class FakeParts:
     capture: FakeMic
     live: FakeLive
     tools: FakeTools
+    timers: FakeTimers = field(default_factory=lambda: FakeTimers(Rec()))  # nothing rings unless a test says
 
 
 class Harness:
@@ -137,7 +151,7 @@ class Harness:
                       post=lambda fn, *a: fn(*a), spawn=lambda coro, name: asyncio.get_running_loop().create_task(coro))
         self.conv = Conversation(cfg, ports, on_change=self._changed)
         r = self.rec
-        self.parts = FakeParts(FakePlayer(r), FakeEar(r), FakeMic(r), FakeLive(r), FakeTools(r))
+        self.parts = FakeParts(FakePlayer(r), FakeEar(r), FakeMic(r), FakeLive(r), FakeTools(r), FakeTimers(r))
         self.conv.attach(self.parts)
         self.conv.start()
 
@@ -176,6 +190,7 @@ ARGS = {
     Ev.REQUEST_TURN: ("button",), Ev.SAY: ("hello",), Ev.AUDIO: (PCM,), Ev.STALE_AUDIO: (PCM,),
     Ev.TOOL_CALL: ([types.FunctionCall(id="c1", name="get_devices", args={})],), Ev.CANCEL: ("reload",),
     Ev.NO_ANSWER: (SILENT_TURN,),
+    Ev.RING_TURN_START: ("wake",), Ev.RING_REQUEST_TURN: ("button",),
 }
 
 
@@ -317,6 +332,19 @@ async def eff_mute(h, before):
 
 async def eff_unmute(h, before):
     assert ("capture", "set_muted", False) in h.rec.calls and h.published("mute")[0]["muted"] is False
+
+
+async def eff_stop_ringing(h, before):
+    # the ringing is stopped, and nothing else: no turn asked for or opened, the reply plays on
+    assert h.rec.calls == [("timers", "stop_ringing", None)] and not h.events
+
+
+async def eff_stop_ringing_drop_turn(h, before):
+    # the turn the Ear opened on the wake word is called off, nothing reaches the model
+    assert h.rec.calls == [("ear", "cancel_turn", None), ("timers", "stop_ringing", None)] and not h.events
+    await asyncio.sleep(0)
+    turns_on_the_path = 1 if before in (State.THINKING, State.SPEAKING) else 0
+    assert not h.rec.has("live", "activity_start") and h.conv.stats["turns"] == turns_on_the_path
 
 
 EFFECTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("eff_")}
@@ -678,5 +706,60 @@ async def test_a_generation_summary_never_closes_the_open_turn():
         assert h.conv.state == State.LISTENING and not h.rec.has("live", "activity_end")
         h.conv.on_turn_end("silence")  # the Ear's end of the turn still closes it
         assert h.conv.state == State.THINKING
+    finally:
+        await h.close()
+
+
+# ---- a timer or alarm ringing: the wake word and the talk button stop it -------------------------
+async def test_the_wake_word_while_it_rings_stops_the_ringing_and_opens_no_turn():
+    h = await reach(State.IDLE)
+    try:
+        h.parts.timers.ringing = [{"id": "timer-1"}]
+        assert h.conv.ringing
+        h.conv.on_turn_start("wake")
+        assert h.conv.state == State.IDLE and not h.conv.ringing
+        assert h.rec.calls == [("ear", "cancel_turn", None), ("timers", "stop_ringing", None)]
+        h.conv.on_turn_audio(PCM)  # what the Ear had sent before it was told: ignored
+        h.conv.on_turn_end("cancelled")
+        await asyncio.sleep(0)
+        assert h.conv.state == State.IDLE and not h.rec.has("live", "activity_start")
+        h.conv.on_turn_start("wake")  # nothing rings any more: the wake word opens a turn again
+        assert h.conv.state == State.LISTENING
+    finally:
+        await h.close()
+
+
+async def test_the_wake_word_while_it_rings_during_a_reply_stops_only_the_ringing():
+    h = await reach(State.SPEAKING)
+    try:
+        h.parts.timers.ringing = [{"id": "alarm-2"}]
+        h.conv.on_turn_start("wake")
+        assert h.conv.state == State.SPEAKING and h.conv.stats["barge_ins"] == 0
+        assert not h.rec.has("player", "flush") and h.rec.has("timers", "stop_ringing")
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("state", [State.IDLE, State.THINKING, State.MUTED, State.LISTENING])
+async def test_the_talk_button_or_edgectl_wake_while_it_rings_stops_the_ringing(state):
+    h = await reach(state)
+    try:
+        h.parts.timers.ringing = [{"id": "timer-1"}]
+        h.conv.request_turn("button")  # not refused while muted: silencing the bell needs no microphone
+        assert h.conv.state == state and h.rec.calls == [("timers", "stop_ringing", None)]
+        h.rec.calls.clear()
+        if state == State.IDLE:
+            h.conv.request_turn("button")  # nothing rings: the button asks for a turn again
+            assert h.rec.calls == [("ear", "trigger", "button")]
+    finally:
+        await h.close()
+
+
+async def test_a_follow_up_turn_while_it_rings_is_a_turn():
+    h = await reach(State.IDLE)
+    try:
+        h.parts.timers.ringing = [{"id": "timer-1"}]
+        h.conv.on_turn_start("follow-up")  # not a person's gesture: the ringing goes on
+        assert h.conv.state == State.LISTENING and not h.rec.has("timers", "stop_ringing")
     finally:
         await h.close()
