@@ -167,7 +167,23 @@ class TimedEmulator(LiveEmulator):
         await super()._send_audio(c, pcm)
 
 
+def unit_env() -> dict[str, str]:
+    """The allocator settings the systemd unit gives the daemon (its Environment= MALLOC_* values)."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for line in (ROOT / "systemd" / "edged.service").read_text().splitlines():
+            if line.startswith("Environment="):
+                for kv in line.split("=", 1)[1].split():
+                    if kv.startswith("MALLOC_") and "=" in kv:
+                        k, v = kv.split("=", 1)
+                        out[k] = v
+    return out
+
+
 class BenchRig(Rig):
+    def __init__(self, *a: Any, env: dict[str, str] | None = None, **kw: Any) -> None:
+        super().__init__(*a, env={**unit_env(), **(env or {})}, **kw)
+
     async def start_emulator(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "run").mkdir(exist_ok=True)

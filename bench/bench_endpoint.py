@@ -9,6 +9,13 @@ share of commands with a 400-900 ms mid-sentence pause that were cut off (ended 
 word); and Smart Turn's inference time per decision (wall and thread CPU, features + model).  A
 Smart Turn request gets at most one frame of wall time before the next frame is fed, as a live
 microphone allows, so a slow inference shows up in the latency.
+
+``separation``: can any threshold on the model's probability (or a higher one for a later re-ask)
+keep paused commands open and still end complete ones early?  The model is asked about each clip's
+audio up to the pause (paused commands) or the end (complete ones) plus 200-800 ms of silence; the
+AUC says how well "complete" is told from "paused" at each silence; and, held out by voice, the
+threshold that keeps cut-offs <= 5 % on two voices is applied to the other two (and the other way
+round): how many complete commands it still ends at 200 ms, and how many paused ones it cuts off.
 """
 
 from __future__ import annotations
@@ -64,6 +71,59 @@ def measure(ep: Endpointer, clips: list[tc.Clip], noise: str) -> dict[str, Any]:
             "cut_offs": cut, "pause_clips": n_pause, "cut_off_rate": cut / n_pause if n_pause else 0.0}
 
 
+SILENCES_MS = [200, 500, 800]  # the first ask (turn.smart_silence_ms) and the re-asks (every 300 ms)
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """P(a complete command scores above a paused one); 0.5 = no better than chance."""
+    if not pos or not neg:
+        return float("nan")
+    a, b = np.asarray(pos), np.asarray(neg)
+    return float(np.mean([(x > b).mean() + 0.5 * (x == b).mean() for x in a]))
+
+
+def separation(models: Path, clips: list[tc.Clip]) -> dict[str, Any]:
+    from edged.audio import models as M
+    from edged.audio.smart_turn import SmartTurnModel
+
+    model = SmartTurnModel(models / M.SMART_TURN)
+    lead = np.zeros(tc.RATE // 2, np.float32)  # the endpointer keeps 0.5 s before the first onset
+    rows = []
+    for c in clips:
+        x = c.pcm.astype(np.float32) / 32768.0
+        cut = c.pause_at if c.label == "pause" else c.speech_end
+        p = {}
+        for ms in SILENCES_MS:
+            if c.label == "pause" and ms >= c.pause_ms:
+                break
+            p[ms] = model.predict(np.concatenate([lead, x[:cut], np.zeros(ms * tc.RATE // 1000, np.float32)]))
+        rows.append((c, p))
+    out: dict[str, Any] = {"auc": {}, "held_out": []}
+    for ms in SILENCES_MS:
+        pos = [p[ms] for c, p in rows if c.label == "complete"]
+        neg = [p[ms] for c, p in rows if c.label == "pause" and ms in p]
+        out["auc"][str(ms)] = {"auc": round(auc(pos, neg), 3), "complete_mean_p": round(float(np.mean(pos)), 3),
+                               "paused_mean_p": round(float(np.mean(neg)), 3) if neg else None, "paused_n": len(neg)}
+    voices = sorted({c.voice for c in clips})
+    half = len(voices) // 2
+    for tune, test in ((voices[:half], voices[half:]), (voices[half:], voices[:half])):
+        def first(vs: list[str], label: str) -> list[float]:
+            return [p[200] for c, p in rows if c.voice in vs and c.label == label]
+
+        tune_paused = first(tune, "pause")
+        # the lowest threshold that cuts off at most 5 % of the tuning voices' paused commands at 200 ms
+        threshold = next(t for t in sorted(set(tune_paused)) + [1.0]
+                         if np.mean(np.asarray(tune_paused) >= t) <= 0.05) if tune_paused else 0.5
+        test_complete, test_paused = first(test, "complete"), first(test, "pause")
+        out["held_out"].append({
+            "tuned_on": tune, "tested_on": test, "threshold": round(float(threshold), 4),
+            "complete_ended_at_200ms": round(float(np.mean(np.asarray(test_complete) >= threshold)), 3),
+            "paused_cut_off": round(float(np.mean(np.asarray(test_paused) >= threshold)), 3),
+            "default_0_5_complete_ended": round(float(np.mean(np.asarray(test_complete) >= 0.5)), 3),
+            "default_0_5_paused_cut_off": round(float(np.mean(np.asarray(test_paused) >= 0.5)), 3)})
+    return out
+
+
 def run(models: Path, quick: bool) -> dict[str, Any]:
     clips = tc.build(ROOT / ".cache" / "turn-corpus")
     if quick:
@@ -91,6 +151,7 @@ def run(models: Path, quick: bool) -> dict[str, Any]:
             out["inference"][name] = {"n": len(ms), "wall_p50_ms": pct(ms, 50), "wall_p95_ms": pct(ms, 95),
                                       "cpu_p50_ms": pct(cpu, 50), "cpu_p95_ms": pct(cpu, 95)}
             ep.close()
+    out["separation"] = separation(models, clips)
     return out
 
 
@@ -107,6 +168,15 @@ def table(r: dict[str, Any]) -> str:
     for name, v in r["inference"].items():
         lines.append(f"- Smart Turn inference, {name}: wall p50 {v['wall_p50_ms']:.1f} ms, p95 {v['wall_p95_ms']:.1f} "
                      f"ms; thread CPU p50 {v['cpu_p50_ms']:.1f} ms, p95 {v['cpu_p95_ms']:.1f} ms (last {v['n']})")
+    sep = r.get("separation")
+    if sep:
+        lines.append("- Smart Turn, complete vs paused (AUC, 0.5 = chance): " + ", ".join(
+            f"{ms} ms of silence {v['auc']:.2f}" for ms, v in sep["auc"].items()))
+        for h in sep["held_out"]:
+            lines.append(f"- threshold {h['threshold']:.3f} tuned on {'/'.join(h['tuned_on'])} (cut-offs <= 5 %), on "
+                         f"{'/'.join(h['tested_on'])}: {100 * h['complete_ended_at_200ms']:.0f} % of complete commands "
+                         f"ended at 200 ms, {100 * h['paused_cut_off']:.0f} % of paused ones cut off (threshold 0.5: "
+                         f"{100 * h['default_0_5_complete_ended']:.0f} % / {100 * h['default_0_5_paused_cut_off']:.0f} %)")
     return "\n".join(lines) + "\n"
 
 

@@ -10,10 +10,13 @@ bench_audio.py (the listening path's memory and CPU vs a bare openWakeWord proce
 bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways), bench_mqtt.py
 (Home Assistant command -> GPIO pin change through a real mosquitto) and bench_endpoint.py (end of
 speech -> end of turn per detector and room noise, cut-offs of paused commands, Smart Turn
-inference time).  Medians and
+inference time) and bench_asynctools.py (gemini-3.8-live in Google-like pacing: the silence a
+NON_BLOCKING call adds to the reply it interrupts, a non-answer's turnComplete -> idle).  Medians and
 ratios come from this run; absolute times are labelled with the machine they were measured on.
 The table goes to stdout and to bench/results/latest.md (or --out), the raw figures to
-bench/results/latest.json (or --json).
+bench/results/latest.json (or --json); a run of some steps (``--only``) writes
+bench/results/only-STEPS.md/.json instead, so it never replaces the full run's files.  bench/results/
+is committed: the README's figures come from its latest.md, and the JSON names the commit measured.
 """
 
 from __future__ import annotations
@@ -80,6 +83,32 @@ def run_mqtt(samples: int) -> dict[str, Any]:
         return json.loads(out.read_text())
 
 
+def run_asynctools(models: Path, runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edged-bench-async-") as d:
+        out = Path(d) / "asynctools.json"
+        p = _sub([str(BENCH / "bench_asynctools.py"), "--runs", str(runs), "--models", str(models),
+                  "--json", str(out)], 1800)
+        if not out.exists():
+            raise RuntimeError(f"bench_asynctools.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
+
+
+def asynctools_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    c, p, n = r["silence_added_ms"]["call"], r["silence_added_ms"]["plain"], r["no_answer_idle_ms"]
+    worst = r["max_silence_added_ms_call"]
+    return [
+        ("9a", f"Silence a NON_BLOCKING tool call adds to the reply it lands in ({r['model']}, emulator pacing "
+         f"\"{r['pacing']}\"; longest zero run in the played reply minus in the sent reply; {c['n']} replies with "
+         "a call, the same replies without one as control)",
+         f"call: **max {worst} ms** (median {c['median']}); control: max {p['max']} ms; replies complete and in "
+         f"order: {r['replies_complete']}; flushes {r['flushes']}; underruns {r['underruns']['call']} vs "
+         f"{r['underruns']['plain']}; state stayed speaking: {r['call_turns_stayed_speaking']}", "0 ms",
+         "met" if worst == 0 and r["replies_complete"] else "**missed**"),
+        ("9b", "A non-answer (turnComplete without audio): the emulator's turnComplete sent → the daemon's "
+         "`state: idle` event", _ms(n), f"≤ {r['goal_idle_ms']:.0f} ms", _verdict(n["p95"], r["goal_idle_ms"])),
+    ]
+
+
 def run_endpoint(models: Path, quick: bool) -> dict[str, Any]:
     p = _sub([str(BENCH / "bench_endpoint.py"), "--models", str(models), "--json", *(["--quick"] if quick else [])],
              3600)
@@ -113,7 +142,28 @@ def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"wall p50 {i['wall_p50_ms']:.1f} ms, **p95 {i['wall_p95_ms']:.1f} ms**; thread CPU p50 "
                      f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})", "p95 ≤ 30 ms",
                      _verdict(i["wall_p95_ms"], 30)))
+    sep = e.get("separation")
+    if sep:
+        held = "; ".join(f"tuned on {'/'.join(h['tuned_on'])}: threshold {h['threshold']:.3f}, on "
+                         f"{'/'.join(h['tested_on'])} {100 * h['complete_ended_at_200ms']:.0f} % of complete commands "
+                         f"ended at 200 ms, {100 * h['paused_cut_off']:.0f} % of paused ones cut off" for h in sep["held_out"])
+        rows.append(("7e", "Smart Turn on the espeak corpus: complete vs paused told apart (AUC, 0.5 = chance), and "
+                     "a threshold held out by voice (cut-offs <= 5 % on two voices, applied to the other two)",
+                     "AUC " + ", ".join(f"{v['auc']:.2f} at {ms} ms" for ms, v in sep["auc"].items()) + "; " + held,
+                     "—", "reported"))
     return rows
+
+
+def commit() -> str:
+    """The commit measured (with "+dirty" if the work tree had changes), so the figures can be traced."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _step(name: str, fn: Any, results: dict[str, Any], errors: dict[str, str]) -> None:
@@ -231,10 +281,12 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
                      f"{s['first_ms']:.0f} ms, min {s['min_ms']:.0f}, max {s['max_ms']:.0f})", "—", "reported"))
     if r.get("endpoint"):
         rows += endpoint_rows(r["endpoint"])
+    if r.get("asynctools"):
+        rows += asynctools_rows(r["asynctools"])
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     out = [f"# edged benchmarks ({mode})", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; {now}; "
-           f"{elapsed:.0f} s in all; load average {m['loadavg']} at the start, {bench_daemon.loadavg()} at the end.  Absolute times are from this machine; ratios are measured in this run.", "",
+           f"commit {str(r.get('commit', '?'))[:12]}; {elapsed:.0f} s in all; load average {m['loadavg']} at the start, {bench_daemon.loadavg()} at the end.  Absolute times are from this machine; ratios are measured in this run.", "",
            "| # | figure | measured | goal | |", "|---|---|---|---|---|"]
     out += [f"| {n} | {f} | {v} | {g} | {ok} |" for n, f, v, g, ok in rows]
     if errors:
@@ -247,24 +299,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer samples (about 2 minutes)")
     ap.add_argument("--models", default=os.environ.get("EDGED_TEST_MODELS") or str(ROOT / ".cache/models"))
-    ap.add_argument("--json", metavar="FILE", default=str(BENCH / "results" / "latest.json"),
-                    help="every figure as JSON (default bench/results/latest.json)")
-    ap.add_argument("--out", default=str(BENCH / "results" / "latest.md"))
-    ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint); default all")
+    ap.add_argument("--json", metavar="FILE", help="every figure as JSON (default bench/results/latest.json, "
+                    "or only-STEPS.json with --only)")
+    ap.add_argument("--out", metavar="FILE", help="the table (default bench/results/latest.md, or only-STEPS.md)")
+    ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint, asynctools); default all")
     a = ap.parse_args(argv)
+    stem = "only-" + "-".join(sorted(a.only.split(","))) if a.only else "latest"
+    a.json = a.json or str(BENCH / "results" / f"{stem}.json")
+    a.out = a.out or str(BENCH / "results" / f"{stem}.md")
     q = a.quick
     models = Path(a.models)
     n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
          "live_samples": 5 if q else 30, "goaways": 20 if q else 100, "mqtt_samples": 50 if q else 200,
-         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3}
+         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "async_runs": 4 if q else 12}
     t0 = time.monotonic()
-    results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n}
+    results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n,
+                               "commit": commit()}
     errors: dict[str, str] = {}
     daemon: dict[str, Any] = {}
     results["daemon"] = daemon
 
     steps = set(a.only.split(",")) if a.only else {"audio", "ort", "idle", "turns", "startup", "live", "mqtt",
-                                                        "endpoint"}
+                                                        "endpoint", "asynctools"}
 
     def part(name: str, **kw: Any) -> Any:
         async def go() -> Any:
@@ -289,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         _step("mqtt", lambda: run_mqtt(n["mqtt_samples"]), results, errors)
     if "endpoint" in steps:
         _step("endpoint", lambda: run_endpoint(models, q), results, errors)
+    if "asynctools" in steps:
+        _step("asynctools", lambda: run_asynctools(models, n["async_runs"]), results, errors)
     elapsed = time.monotonic() - t0
     results["errors"] = errors
     results["elapsed_s"] = round(elapsed, 1)

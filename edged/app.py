@@ -4,8 +4,9 @@ them in reverse under one deadline, and applies a new config by restarting only 
     App.start():  build every part (parts.py factories, each given only its ports)
                   -> the conversation is attached to the container
                   -> groups opened in order, each an AsyncExitStack:
-                     devices (GPIO, status LED, camera, tools), player, hearing (Ear, capture),
-                     live (its supervisor task), conversation (its sender), control, watchdog
+                     devices (GPIO, status LED, camera, tools), player, timers, hearing (Ear,
+                     capture), live (its supervisor task), conversation (its sender), mqtt (Home
+                     Assistant, when enabled), control, watchdog
                   -> READY
     App.stop():   STOP (the conversation is stopping) -> every thread's stop event is set
                   -> groups closed in reverse, every step bounded by one Deadline (SHUTDOWN_S);
@@ -35,22 +36,28 @@ from .conversation import Conversation
 from .errors import ConfigError, EdgedError
 from .health import Problems
 from .ports import Deadline, LoopPost, Ports, Tasks
+from .ringing import Ringer
 from .service.control import EventHub
 from .service.notify import Notifier
+from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
 from .supervise import Supervisor, Watched
 
 if TYPE_CHECKING:
+    from .announce import Announcer
     from .audio.capture import Capture
     from .audio.device import Worker
     from .audio.ear import Ear
     from .audio.playback import Player
     from .live.session import LiveSession
+    from .mqtt.bridge import MqttBridge
     from .secrets import Secret
     from .service.control import ControlServer
     from .status_leds import StatusLights
+    from .timers import Timers
     from .tools.camera import Camera
     from .tools.gpio import GpioBank
+    from .tools.household import HouseholdTools
     from .tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -65,7 +72,10 @@ RESTART_INITIAL_S = 0.5
 RESTART_MAX_S = 30.0
 TASK_STABLE_S = 10.0
 CRASH_LOOP = 5
-GROUPS = ("devices", "player", "hearing", "live", "conversation", "control", "watchdog")
+WATCHED = {"sender": "the conversation's sender", "timers": "the timers' clock"}  # names in messages
+# mqtt after the conversation and before control; closed before the devices, so `offline` is
+# published while the pins are still valid
+GROUPS = ("devices", "player", "timers", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
 
 
 @dataclass
@@ -81,6 +91,10 @@ class Parts:
     ear: Ear
     live: LiveSession
     control: ControlServer | None
+    timers: Timers
+    household: HouseholdTools  # one instance: every ToolRegistry a reload builds gets it
+    mqtt: MqttBridge | None = None  # Home Assistant (mqtt.enabled)
+    announcer: Announcer | None = None  # its announcements
 
     def threads(self) -> list[Worker]:
         return [self.capture, self.ear, self.player]
@@ -91,6 +105,7 @@ class App:
         self.cfg = cfg
         self.api_key = api_key
         self.started_at = time.monotonic()
+        self.trace = Trace()  # start-up steps, logged at debug with READY
         self.events = EventHub()
         self.notifier = Notifier()
         self.tasks = Tasks(on_error=self._task_failed)
@@ -101,9 +116,10 @@ class App:
         self.supervisor = Supervisor(self._problem, self.publish, initial_s=RESTART_INITIAL_S, max_s=RESTART_MAX_S,
                                      stable_s=TASK_STABLE_S, crash_loop=CRASH_LOOP)
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
+        self.ringer = Ringer(self.ports)  # the bell, events and context of ringing timers (edged/ringing.py)
         self.parts: Parts | None = None
         self._groups: dict[str, AsyncExitStack] = {}
-        self._shown: State | None = None
+        self._shown: tuple[State, bool] | None = None
         self._deadline = Deadline(0.0)  # the current stop's (shutdown or reload): read by the group closers
         self._stopped = False
 
@@ -127,8 +143,9 @@ class App:
         self.publish({"event": "error", "message": f"{name}: {type(exc).__name__}: {exc}"})
 
     def _watch(self, factory: Callable[[], Any], name: str) -> asyncio.Task[Any]:
-        """For the conversation: its sender, watched and restarted like every long-lived task."""
-        w = self.supervisor.watch(name, factory, "the conversation's sender" if name == "sender" else name)
+        """For a part that runs its own task (the conversation's sender, the timers' clock): watched
+        and restarted like every long-lived task; the part cancels the returned runner to stop it."""
+        w = self.supervisor.watch(name, factory, WATCHED.get(name, name))
         assert w.task is not None
         return w.task
 
@@ -137,10 +154,10 @@ class App:
         self._status_changed()
 
     def _status_changed(self) -> None:
-        state = self.conv.state
-        if self.parts is not None and state != self._shown:
-            self._shown = state
-            self.parts.lights.show(state)
+        state, tools = self.conv.state, bool(self.conv.tools_running)
+        if self.parts is not None and (state, tools) != self._shown:
+            self._shown = (state, tools)
+            self.parts.lights.show(state, tools=tools)  # a running call: an overlay (idle, speaking)
         self.notifier.status(self.status_line())
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -148,13 +165,20 @@ class App:
         loop = asyncio.get_running_loop()
         self._post = LoopPost(loop)
         await asyncio.to_thread(Path(self.cfg.state.dir).mkdir, parents=True, exist_ok=True)
+        self.trace.stamp("state dir")
         self.parts = self._build(self.cfg)
+        self.trace.stamp("build")
         self.conv.attach(self.parts)
+        self.ringer.attach(self.parts)
         for name in GROUPS:
             await self._open(name)
+            self.trace.stamp(name)
         self.conv.ready()
         self.notifier.ready()
         log.info("edged %s ready (pid %d)", __version__, os.getpid())
+        log.debug("%s", self.trace.summary())
+        before, after = await asyncio.to_thread(settle_memory)
+        log.debug("memory settled: RSS %.1f -> %.1f MB", before, after)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -166,29 +190,45 @@ class App:
         if self.parts is not None:
             for worker in self.parts.threads():
                 worker.request_stop()  # all at once: they stop in parallel, joined below
-        for name in reversed(list(self._groups)):
+        for name in reversed(self._order()):
             await self._close(name, deadline)
         await self.supervisor.stop_all(deadline)
         await self.tasks.cancel_all(deadline)
         log.info("stopped")
 
     def _build(self, cfg: config.Config) -> Parts:
+        models = parts.HearingModels(cfg)  # in threads, while the other parts are built (start-up time)
+        import_live_sdk()
         gpio = parts.build_gpio(cfg, self.ports, self._on_gpio_input)
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
         control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
-        return Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
-                     tools=parts.build_tools(gpio, camera, self._send_video),
-                     player=parts.build_player(cfg, self.ports, self.conv.on_drained),
-                     capture=parts.build_capture(cfg, self.ports, ring),
-                     ear=parts.build_ear(cfg, self.ports, ring, self.conv),
-                     live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
+        timers = parts.build_timers(cfg, self.ringer.ring, self.ringer.ended)
+        household = parts.build_household(timers)
+        built = Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
+                      tools=parts.build_tools(gpio, camera, self._send_video, household),
+                      player=parts.build_player(cfg, self.ports, self.conv.on_drained),
+                      capture=parts.build_capture(cfg, self.ports, ring),
+                      ear=parts.build_ear(cfg, self.ports, ring, self.conv, models),
+                      live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control,
+                      timers=timers, household=household)
+        if cfg.mqtt.enabled:
+            self._build_mqtt(built, cfg)
+        return built
+
+    def _build_mqtt(self, p: Parts, cfg: config.Config) -> None:
+        p.announcer = parts.build_announcer(self.conv, self.ports, self.events)
+        p.mqtt = parts.build_mqtt(cfg, self.conv, self.problems, self.events, p.announcer, lambda: self.parts)
 
     # ---- groups: each one's lifetime is an AsyncExitStack ---------------------------------------
     async def _open(self, name: str) -> None:
         stack = AsyncExitStack()
         self._groups[name] = stack  # keeps its place in the order when a reload reopens it
         await getattr(self, "_open_" + name)(stack)
+
+    def _order(self) -> list[str]:
+        """The open groups in GROUPS order (a reload reopens a group at the end of the dict)."""
+        return [g for g in GROUPS if g in self._groups] + [g for g in self._groups if g not in GROUPS]
 
     async def _close(self, name: str, deadline: Deadline) -> None:
         stack = self._groups.pop(name, None)
@@ -230,6 +270,17 @@ class App:
         player = self.running_parts().player
         player.start()
         stack.push_async_callback(self._join, player)
+        self.ringer.player_started()  # a new player rings on while something rings
+
+    async def _open_timers(self, stack: AsyncExitStack) -> None:
+        timers = self.running_parts().timers
+        try:
+            await timers.start(self._watch)  # reads STATE_DIR/timers.json; what fell due meanwhile rings now
+            self.ports.problem("timers", None)
+        except Exception as exc:  # the rest of the speaker works; the model's calls answer the error
+            self.ports.problem("timers", f"timers: {exc}")
+            return
+        stack.push_async_callback(self._bounded, "timers", timers.stop)
 
     async def _open_hearing(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -254,6 +305,17 @@ class App:
     async def _open_conversation(self, stack: AsyncExitStack) -> None:
         self.conv.start(self._watch)
         stack.push_async_callback(self._bounded, "conversation", self.conv.stop)
+
+    async def _open_mqtt(self, stack: AsyncExitStack) -> None:
+        p = self.running_parts()
+        bridge, announcer = p.mqtt, p.announcer
+        if bridge is None or announcer is None:
+            return
+        watched = self.supervisor.watch("announce", announcer.run, "the announcer")
+        stack.push_async_callback(self._stop_watched, watched)
+        await bridge.start()  # returns at once, also when the broker is down (it keeps retrying)
+        # publishes `offline` and disconnects, bounded by what is left of the deadline
+        stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
 
     async def _open_control(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -346,7 +408,7 @@ class App:
         if "devices" in restart:
             p.gpio = parts.build_gpio(new, self.ports, self._on_gpio_input)
             p.camera = parts.build_camera(new, p.gpio)
-            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video)
+            p.tools = parts.build_tools(p.gpio, p.camera, self._send_video, p.household)
         if "player" in restart:
             p.player = parts.build_player(new, self.ports, self.conv.on_drained)
         if "hearing" in restart:
@@ -358,9 +420,18 @@ class App:
             p.live = parts.build_live(new, self.api_key, self.conv, self._tool_schemas)
             p.live.adopt_counters(old_live)
         self.conv.reconfigure(new)  # the conversation reads its timings from the current config
+        p.timers.cfg = new.timers  # read at each check: ring_max_s, missed_max_s, max
+        if "mqtt" in changed:
+            if p.mqtt is None and new.mqtt.enabled:  # turned on: build the bridge and open its group
+                self._build_mqtt(p, new)
+                await self._close("mqtt", deadline)
+                restart.append("mqtt")
+            elif p.mqtt is not None:  # reconnects with the new settings (off: `offline`, disconnected)
+                await p.mqtt.reconfigure(new.mqtt)
         for name in GROUPS:
             if name in restart:
                 await self._open(name)
+        # a devices change reaches the bridge through this event: it re-publishes the discovery
         self.publish({"event": "reloaded", "sections": sorted(changed)})
 
     # ---- wiring --------------------------------------------------------------------------------------
@@ -429,15 +500,37 @@ class App:
                      **({"ear": part(p.ear)} if p else {})},
             "audio": {"capture_device": cfg.audio.capture_device, "playback_device": cfg.audio.playback_device,
                       "capture": part(p and p.capture), "playback": part(p and p.player)},
+            "tools_running": conv.tools_running,  # calls running now; during speech they run beside the reply
             "conversation": dict(conv.stats),
             "gpio": part(p and p.gpio, "states"),
             "status_led": p.lights.current and str(p.lights.current) if p else None,
             "camera": part(p and p.camera, "status"),
+            "timers": part(self, "_timers_status"),
+            "mqtt": self._mqtt_status(),  # never a credential
             "tasks": self.supervisor.status(),
             "control": part(p and p.control),
             "problems": dict(self.problems.items),
             "last_error": self.problems.last_error,
         }
+
+    def _mqtt_status(self) -> dict[str, Any]:
+        p = self.parts
+        if p is None or p.mqtt is None:
+            return {"enabled": False}
+        try:
+            out = p.mqtt.status()
+        except Exception as exc:  # status must never fail
+            return {"error": str(exc)}
+        if p.announcer is not None:
+            out["announcements"] = {**p.announcer.stats, "pending": p.announcer.pending}
+        return out
+
+    def _timers_status(self) -> dict[str, Any] | None:
+        if self.parts is None:
+            return None
+        st = self.parts.timers.status()
+        return {"timers": st["items"], "ringing": self.parts.timers.ringing, "rung": st["rung"],
+                "missed": st["missed"], **self.ringer.status()}
 
 
 class _Controls:
@@ -465,6 +558,10 @@ class _Controls:
     @property
     def camera(self) -> Camera | None:
         return self._app.parts.camera if self._app.parts else None
+
+    @property
+    def timers(self) -> Timers | None:
+        return self._app.parts.timers if self._app.parts else None
 
     def status(self) -> dict[str, Any]:
         return self._app.status()

@@ -18,6 +18,7 @@ from .service.control import CommandError
 
 if TYPE_CHECKING:
     from .state import State
+    from .timers import Timers
     from .tools.camera import Camera
     from .tools.gpio import GpioBank
 
@@ -43,6 +44,8 @@ class ControlPort(Protocol):
     def gpio(self) -> GpioBank | None: ...
     @property
     def camera(self) -> Camera | None: ...
+    @property
+    def timers(self) -> Timers | None: ...
     def status(self) -> dict[str, Any]: ...
     async def reload(self, new: config.Config | None = None) -> None: ...
     def publish(self, event: dict[str, Any]) -> None: ...
@@ -149,3 +152,26 @@ class ControlApi:
             raise CommandError("mute takes on: true, false or null (toggle)", "usage")
         self._port.set_muted((not self._port.muted) if on is None else on)
         return {"muted": self._port.muted}
+
+    # ---- timers and alarms (edged/timers.py; the ringing ends are reported by the Timers part) ------
+    def _timers(self) -> Timers:
+        if self._port.timers is None:
+            raise EdgedError("timers are not running")
+        return self._port.timers
+
+    async def cmd_timers_list(self, req: dict[str, Any]) -> Any:
+        t = self._timers()
+        return {"timers": t.list(), "ringing": t.ringing}
+
+    async def cmd_timers_cancel(self, req: dict[str, Any]) -> Any:
+        ref = self._arg(req, "id").strip()
+        if not ref:
+            raise CommandError("timers cancel needs the id (or the label) of a timer or alarm", "usage")
+        try:
+            return {"cancelled": self._timers().cancel(ref)}
+        except ToolError as exc:  # none has that id or label: the message lists those that exist
+            raise LookupError(str(exc)) from None
+
+    async def cmd_timers_stop(self, req: dict[str, Any]) -> Any:
+        """Silence what rings now (the timers that rang are done; alarms too)."""
+        return {"stopped": self._timers().stop_ringing()}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .ports import Ports
 
 if TYPE_CHECKING:
+    from .announce import Announcer
     from .audio.capture import Capture
     from .audio.ear import Ear
     from .audio.endpoint import Endpointer
@@ -25,12 +26,16 @@ if TYPE_CHECKING:
     from .config import Config
     from .control_api import ControlApi
     from .conversation import Conversation
+    from .health import Problems
     from .live.session import LiveSession
+    from .mqtt.bridge import MqttBridge
     from .secrets import Secret
     from .service.control import ControlServer, EventHub
     from .status_leds import StatusLights
+    from .timers import OnRing, OnRingEnd, Timers
     from .tools.camera import Camera
     from .tools.gpio import GpioBank
+    from .tools.household import HouseholdTools
     from .tools.registry import SendVideo, ToolRegistry
 
 FRAME_MS = 80
@@ -74,10 +79,26 @@ def build_camera(cfg: Config, gpio: GpioBank | None) -> Camera | None:
     return Camera(cfg.camera, led=led if led_name else None)
 
 
-def build_tools(gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo) -> ToolRegistry:
+def build_tools(gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo,
+                household: HouseholdTools | None = None) -> ToolRegistry:
     from .tools.registry import ToolRegistry
 
-    return ToolRegistry(gpio, camera, send_video)
+    return ToolRegistry(gpio, camera, send_video, household=household)
+
+
+def build_timers(cfg: Config, on_ring: OnRing, on_ring_end: OnRingEnd) -> Timers:
+    """Timers and alarms, kept in ``STATE_DIR/timers.json``; the callbacks run on the loop."""
+    from .timers import Timers
+
+    return Timers(cfg.timers, cfg.state.dir, on_ring=on_ring, on_ring_end=on_ring_end)
+
+
+def build_household(timers: Timers | None, volume: Any = None) -> HouseholdTools:
+    """The model's timer, alarm and volume functions: built once, kept across reloads (the
+    ToolRegistry rebuilt by a reload gets the same one)."""
+    from .tools.household import HouseholdTools
+
+    return HouseholdTools(timers, volume)
 
 
 def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None]) -> Player:
@@ -92,21 +113,33 @@ def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None]) -> P
 def build_wake(cfg: Config, ports: Ports) -> WakeDetector | None:
     """The wake-word detector with its models loaded, or None (reported): buttons and edgectl
     wake still work, and status says what to do."""
+    det, problem = _load_wake(cfg)
+    ports.problem("wake", problem)
+    return det
+
+
+def _load_wake(cfg: Config) -> tuple[WakeDetector | None, str | None]:
     from .audio import wake
 
     det = wake.from_config(cfg)  # wake.engine: lean (default) or the openwakeword package
     try:
         det.load()
     except Exception as exc:
-        ports.problem("wake", f"{exc}")
-        return None
-    ports.problem("wake", None)
-    return det
+        return None, f"{exc}"
+    return det, None
 
 
 def build_endpointer(cfg: Config, ports: Ports) -> Endpointer:
     """The configured end-of-turn detector; webrtc (reported) if silero's model is missing, silence
     mode (reported) if the Smart Turn model is."""
+    ep, vad_problem = _load_endpointer(cfg)
+    if vad_problem is not None:
+        ports.problem("vad", vad_problem)
+    ports.problem("turn", ep.problem)
+    return ep
+
+
+def _load_endpointer(cfg: Config) -> tuple[Endpointer, str | None]:
     from .audio.endpoint import Endpointer
 
     t = cfg.turn
@@ -114,11 +147,39 @@ def build_endpointer(cfg: Config, ports: Ports) -> Endpointer:
     try:
         ep.load()
     except Exception as exc:
-        ports.problem("vad", f"{exc}; using webrtc")
         ep = Endpointer("webrtc", silence_ms=t.silence_ms, max_utterance_s=t.max_utterance_s,
                         no_speech_timeout_s=t.no_speech_timeout_s, aggressiveness=t.vad_aggressiveness)
-    ports.problem("turn", ep.problem)
-    return ep
+        return ep, f"{exc}; using webrtc"
+    return ep, None
+
+
+class HearingModels:
+    """The wake-word and end-of-turn models, each loading in its own thread from construction on.
+
+    onnxruntime releases the GIL while it builds a session, so the models load on another core while
+    the caller imports and builds the other parts (start-up to READY).  Problems are reported by
+    ``wake``/``endpointer``, on the caller's thread.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(2, thread_name_prefix="edged-load")
+        self._wake = pool.submit(_load_wake, cfg)
+        self._endpointer = pool.submit(_load_endpointer, cfg)
+        pool.shutdown(wait=False)  # the threads end with their task
+
+    def wake(self, ports: Ports) -> WakeDetector | None:
+        det, problem = self._wake.result()
+        ports.problem("wake", problem)
+        return det
+
+    def endpointer(self, ports: Ports) -> Endpointer:
+        ep, vad_problem = self._endpointer.result()
+        if vad_problem is not None:
+            ports.problem("vad", vad_problem)
+        ports.problem("turn", ep.problem)
+        return ep
 
 
 def build_ring(cfg: Config) -> FrameRing:
@@ -136,8 +197,10 @@ def build_capture(cfg: Config, ports: Ports, ring: FrameRing) -> Capture:
                    on_status=ports.device_status("capture"))
 
 
-def build_ear(cfg: Config, ports: Ports, ring: FrameRing, conv: Conversation) -> Ear:
-    """The Ear, its callbacks posted onto the loop to the conversation."""
+def build_ear(cfg: Config, ports: Ports, ring: FrameRing, conv: Conversation,
+              models: HearingModels | None = None) -> Ear:
+    """The Ear, its callbacks posted onto the loop to the conversation; its models from ``models``
+    (loading since the start) or loaded now."""
     from .audio.ear import Ear, EarCallbacks
     from .audio.wake import Detection
 
@@ -150,8 +213,11 @@ def build_ear(cfg: Config, ports: Ports, ring: FrameRing, conv: Conversation) ->
                              on_turn_audio=lambda pcm: post(conv.on_turn_audio, pcm),
                              on_turn_end=lambda reason: post(conv.on_turn_end, reason),
                              on_drops=lambda n: post(conv.on_drops, n))
-    return Ear(ring, build_wake(cfg, ports), build_endpointer(cfg, ports), preroll_ms=cfg.turn.preroll_ms,
-               callbacks=callbacks)
+    if models is None:
+        wake, endpointer = build_wake(cfg, ports), build_endpointer(cfg, ports)
+    else:
+        wake, endpointer = models.wake(ports), models.endpointer(ports)
+    return Ear(ring, wake, endpointer, preroll_ms=cfg.turn.preroll_ms, callbacks=callbacks)
 
 
 def build_live(cfg: Config, api_key: Secret | None, conv: Conversation,
@@ -168,3 +234,21 @@ def build_control(cfg: Config, api: ControlApi, events: EventHub) -> ControlServ
     c = cfg.control
     return ControlServer(c.socket, group=c.group, admin_group=c.admin_group, max_request_bytes=c.max_request_bytes,
                          handler=api.handle, events=events, config_path=cfg.path)
+
+
+def build_announcer(conv: Conversation, ports: Ports, events: EventHub) -> Announcer:
+    """Announcements said through the conversation's say path when the speaker is at rest."""
+    from .announce import Announcer
+
+    return Announcer(state=lambda: conv.state.value, say=conv.say, publish=ports.publish,
+                     subscribe=events.subscribe, unsubscribe=events.unsubscribe)
+
+
+def build_mqtt(cfg: Config, conv: Conversation, problems: Problems, events: EventHub, announcer: Announcer,
+               current: Callable[[], Any]) -> MqttBridge:
+    """The Home Assistant bridge over a SpeakerAdapter of the current parts (``current()``)."""
+    from .mqtt.bridge import MqttBridge
+    from .mqtt.wiring import speaker_port
+
+    port = speaker_port(conv=conv, problems=problems, events=events, announcer=announcer, current=current)
+    return MqttBridge(cfg.mqtt, port, config_file=cfg.path)

@@ -7,7 +7,7 @@ A part never sees the daemon.  It is given, at construction, only what it needs 
   loop, from any thread) and ``spawn(coro, name)`` (a task that lives until it ends or the daemon
   stops).  ``publish``, ``problem`` and ``spawn`` are called on the loop; a thread uses ``post``.
 - the protocols the conversation drives its collaborators through (:class:`PlayerPort`,
-  :class:`EarPort`, :class:`MicPort`, :class:`LivePort`, :class:`ToolsPort`), gathered in
+  :class:`EarPort`, :class:`MicPort`, :class:`LivePort`, :class:`ToolsPort`, :class:`TimersPort`), gathered in
   :class:`ConversationParts` (the root's container of the current parts satisfies it).
 - :class:`Deadline`: one monotonic deadline shared by every step of a shutdown.
 """
@@ -177,6 +177,12 @@ class ToolsPort(Protocol):
     def cancel(self, ids: list[str]) -> None: ...
 
 
+class TimersPort(Protocol):
+    @property
+    def ringing(self) -> list[dict[str, Any]]: ...
+    def stop_ringing(self) -> list[dict[str, Any]]: ...
+
+
 class ConversationParts(Protocol):
     """The current parts (a reload replaces some: read them at each use, never keep one)."""
 
@@ -190,3 +196,5 @@ class ConversationParts(Protocol):
     def live(self) -> LivePort: ...
     @property
     def tools(self) -> ToolsPort: ...
+    @property
+    def timers(self) -> TimersPort | None: ...

@@ -2,9 +2,14 @@
 
 The real daemon (``edged run``) with only the edges swapped (see :mod:`edged.dev.rig`), driven by a
 scripted conversation rendered with espeak-ng: a wake word and "turn on the kitchen light"
-(a function call switches the LED), "what do you see" (a camera frame reaches the model), a
+(a function call switches the LED), "set a timer for three seconds" (it rings, and the wake word
+silences it without opening a turn), "what do you see" (a camera frame reaches the model), a
 GoAway ridden through with the resumption handle, a restart that resumes with the persisted
-handle, and a barge-in during a long reply.
+handle, and a barge-in during a long reply.  The daemon runs the default model's profile
+(gemini-3.8-live: function calls NON_BLOCKING, so the reply goes on while the light switches) and
+the emulator sends replies the way Google does (pacing "google": bursts faster than real time).
+When mosquitto is installed, a Home Assistant part follows (edged/dev/demo_mqtt.py): the light
+switched and an announcement sent over MQTT.
 """
 
 from __future__ import annotations
@@ -21,47 +26,62 @@ from pathlib import Path
 from typing import Any
 
 from ..sim.scenario import Scenario
+from . import demo_mqtt
 from .rig import Rig
 
 WAKE = "hey jarvis"
 
 SCENARIO = [
-    [  # 1
+    [  # 1: the call comes in the middle of the reply (NON_BLOCKING): the reply plays on, the light
+        # switches, and the result (WHEN_IDLE) brings the confirmation once the reply is over
         {"input_transcript": "turn on the kitchen light"},
-        {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "on"}}},
-        {"say": "The kitchen light is on."},
-        {"output_transcript": "The kitchen light is on."},
+        {"say": "Sure, turning on the kitchen light."},
+        {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "on"},
+                       "then": [{"say": "The kitchen light is on."},
+                                {"output_transcript": "The kitchen light is on."}]}},
+        {"say": "One moment."},
     ],
     [  # 2
+        {"input_transcript": "set a timer for three seconds"},
+        {"tool_call": {"name": "set_timer", "args": {"duration": "3s", "label": "tea"}}},
+        {"say": "Three seconds, starting now."},
+        {"output_transcript": "Three seconds, starting now."},
+    ],
+    [  # 3
         {"input_transcript": "what do you see"},
         {"tool_call": {"name": "look", "args": {}}},
         {"await_video": {"frames": 1, "timeout": 10}},
         {"say": "I see a bright square on a dark background."},
         {"output_transcript": "I see a bright square on a dark background."},
     ],
-    [  # 3: after a GoAway
+    [  # 4: after a GoAway
         {"input_transcript": "are you still there"},
         {"say": "Yes, I am still here."},
     ],
-    [  # 4: after a restart; long enough to be interrupted
+    [  # 5: after a restart; long enough to be interrupted
         {"input_transcript": "tell me a story"},
         {"say": "Once upon a time, in a small kitchen, there lived a speaker that listened all day long, "
                 "and every evening it told the family a long and winding story about the stars."},
     ],
-    [  # 5: the barge-in's own turn
+    [  # 6: the barge-in's own turn
         {"input_transcript": "turn off the kitchen light"},
         {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "off"}}},
         {"say": "Done, the light is off."},
+    ],
+    [  # 7: Home Assistant's announcement (the MQTT part)
+        {"say": demo_mqtt.ANNOUNCEMENT},
+        {"output_transcript": demo_mqtt.ANNOUNCEMENT},
     ],
 ]
 
 # each said right after the wake word, without a pause
 UTTERANCES = {
     1: "turn on the kitchen light",
-    2: "what do you see",
-    3: "are you still there",
-    4: "tell me a story",
-    5: "turn off the kitchen light",
+    2: "set a timer for three seconds",
+    3: "what do you see",
+    4: "are you still there",
+    5: "tell me a story",
+    6: "turn off the kitchen light",
 }
 
 
@@ -80,12 +100,17 @@ class Timeline:
             score = f" score {ev['score']:.2f}" if ev.get("score") is not None else ""
             self.say("wake", f"{ev.get('model') or ev.get('source')}{score}")
         elif kind == "tool_call":
-            self.say("call", f"{ev['name']}({', '.join(f'{k}={v!r}' for k, v in (ev.get('args') or {}).items())})")
+            args = ", ".join(f"{k}={v!r}" for k, v in (ev.get("args") or {}).items())
+            self.say("call", f"{ev['name']}({args}) id={ev.get('id')} while {ev.get('state')}")
         elif kind == "tool_result":
             self.say("result", f"{ev['name']} -> {ev.get('response')}")
         elif kind == "transcript":
             self.say(ev.get("role", "?"), repr(ev.get("text")))
-        elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute"):
+        elif kind == "timer":
+            what = f"{ev['id']} {ev.get('label', '')!r} {ev['what']}"
+            self.say("timer", what + (f" ({ev['reason']})" if ev.get("reason") else ""))
+        elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute",
+                      "no_answer", "tool_cancel", "announce"):
             detail = {k: v for k, v in ev.items() if k not in ("event", "time")}
             self.say(kind, " ".join(f"{k}={v}" for k, v in detail.items()))
 
@@ -119,20 +144,48 @@ async def _gpio(rig: Rig, tl: Timeline) -> None:
     tl.say("gpio", " ".join(f"{k}={v}" for k, v in shown.items()))
 
 
+async def _status_until(rig: Rig, pred: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not pred(st := await rig.status()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"demo: not within {timeout:.0f} s; timers: {st.get('timers')}")
+        await asyncio.sleep(0.05)
+    return st
+
+
+async def _timer(rig: Rig, tl: Timeline, cache: Path) -> None:
+    """A timer set by voice rings; the wake word silences it (and opens no turn)."""
+    await _turn(rig, tl, 2, cache)
+    await _status_until(rig, lambda st: (st.get("timers") or {}).get("ringing"), 30)
+    tl.say("user", f"says {WAKE!r} to stop the ringing")
+    rig.speak(_pcm(WAKE, cache), pad_s=1.0)
+    await _status_until(rig, lambda st: not st["timers"]["ringing"], 30)
+
+
 async def run_demo(out: Path, models_dir: Path) -> Rig:
     cache = out.parent / ".audio-cache"
     tl = Timeline()
-    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True))
+    broker = demo_mqtt.start_broker(out)
+    overrides = {"mqtt": demo_mqtt.mqtt_section(broker)} if broker else {}
+    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"), overrides=overrides)
+    if broker is None:
+        tl.say("demo", "mosquitto is not installed: no Home Assistant part (apt-get install mosquitto)")
     tl.say("demo", f"starting the emulator and `edged run` (log: {rig.log_path})")
-    await rig.start()
+    try:
+        await rig.start()
+    except BaseException:
+        if broker:
+            broker.stop()
+        raise
     follower = asyncio.create_task(_follow(rig, tl))
     try:
         st = await rig.status()
-        tl.say("demo", f"edged is {st['state']}; live {st['live']['state']}")
+        tl.say("demo", f"edged is {st['state']}; live {st['live']['state']}, model {st['live']['model']}")
         await asyncio.sleep(1.0)
         await _turn(rig, tl, 1, cache)
         await _gpio(rig, tl)
-        await _turn(rig, tl, 2, cache)
+        await _timer(rig, tl, cache)
+        await _turn(rig, tl, 3, cache)
         assert rig.emu is not None
         frames = rig.emu.frames_of("video")
         for i, f in enumerate(frames, 1):
@@ -143,7 +196,7 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         await rig.emu.wait_connections(len(rig.emu.connections) + 1, timeout=10)
         conn = rig.emu.connections[-1]
         tl.say("demo", f"reconnected: resumed={conn.resumed} with the newest handle")
-        await _turn(rig, tl, 3, cache)
+        await _turn(rig, tl, 4, cache)
 
         tl.say("demo", "restarting the daemon (SIGTERM, then edged run again)")
         before = len(rig.emu.connections)
@@ -153,11 +206,13 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         tl.say("demo", f"after the restart: resumed={conn.resumed} with the persisted handle")
 
         tl.say("demo", "a long reply, then the wake word again in the middle of it (barge-in)")
-        await _turn(rig, tl, 4, cache, wait_idle=False)
+        await _turn(rig, tl, 5, cache, wait_idle=False)
         await rig.wait_state("speaking", timeout=30)
         await asyncio.sleep(1.5)
-        await _turn(rig, tl, 5, cache)
+        await _turn(rig, tl, 6, cache)
         await _gpio(rig, tl)
+        if broker is not None:
+            await demo_mqtt.home_assistant_part(rig, broker, tl)
 
         tl.say("demo", "edgectl status against the running daemon:")
         proc = await asyncio.create_subprocess_exec(
@@ -166,6 +221,8 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
     finally:
         follower.cancel()
         await rig.close()
+        if broker is not None:
+            broker.stop()
     return rig
 
 

@@ -412,7 +412,9 @@ class LiveSession:
         _, connected_evt, finished = self._events()
         finished.clear()
         self._stats["state"] = "starting"
-        client = self._client()
+        # in a thread: building the client imports its HTTP stack and loads the CA bundle (about 0.1 s),
+        # which would hold up the loop, and READY, at start-up
+        client = await asyncio.to_thread(self._client)
         fallback_used = False
         try:
             while not self._stopping:

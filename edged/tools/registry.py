@@ -14,7 +14,8 @@ every problem becomes a ``FunctionResponse`` whose response is
 ``{"error": "<what was wrong>"}``, with the call's id and name.
 ``cancel(ids)`` honours ``toolCallCancellation``: a cancelled call returns None
 instead of a response, a ``duration_s`` pulse is restored at once and a
-``watch`` stops.
+``watch`` stops.  The household functions (timers, alarms, volume) are those of the one
+``HouseholdTools`` the root builds (``household``): declared and answered through here too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.genai import types
 
@@ -34,6 +35,9 @@ from ..config import OUTPUT_KINDS, GpioDevice
 from ..errors import DeviceError, ToolError
 from .camera import Camera
 from .gpio import GpioBank
+
+if TYPE_CHECKING:
+    from .household import HouseholdTools
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,9 @@ SCHEDULING: dict[str, types.FunctionResponseScheduling] = {
     # Watching runs for seconds while frames stream as video; its result is only a summary (frames
     # sent, stopped early): WHEN_IDLE, so whatever the model is saying about the frames is not cut.
     "watch": _S.WHEN_IDLE,
+    # "how long is left on the pasta": a read, like read_devices.  Setting and cancelling timers keep
+    # the WHEN_IDLE default: the model confirms when it has finished its sentence.
+    "list_timers": _S.INTERRUPT,
 }
 
 
@@ -76,8 +83,10 @@ def _where(d: GpioDevice) -> str:
 
 
 class ToolRegistry:
-    def __init__(self, gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo) -> None:
+    def __init__(self, gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo,
+                 household: HouseholdTools | None = None) -> None:
         self.gpio = gpio
+        self.household = household  # timers, alarms, volume (edged/tools/household.py): one instance, kept
         self.camera = camera
         self.send_video = send_video
         devs = gpio.devices if gpio is not None else {}
@@ -124,6 +133,8 @@ class ToolRegistry:
                              "arrive as video input; the call answers when watching is over."),
                 parameters=_obj({"seconds": types.Schema(type=types.Type.NUMBER, minimum=1, maximum=cam.watch_max_s,
                                                          description="How long to watch.")}, ["seconds"])))
+        if self.household is not None:
+            out += self.household.declarations()
         return out
 
     def _set_device_decl(self) -> types.FunctionDeclaration:
@@ -210,6 +221,8 @@ class ToolRegistry:
         known = {d.name for d in self.declarations()}
         if fc.name not in known:
             raise ToolError(f"unknown function {fc.name!r} (available: {', '.join(sorted(known)) or 'none'})")
+        if self.household is not None and fc.name in self.household.names:
+            return self.household.handle(fc.name, args)
         if fc.name == "set_device":
             return await self._set_device(fc.id, args)
         if fc.name == "read_devices":

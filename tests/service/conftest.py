@@ -109,15 +109,14 @@ def server(sock_path: Path) -> Iterator[ThreadedServer]:
     srv.stop()
 
 
-def send_raw(path: Path, data: bytes, timeout: float = 20) -> list[dict[str, Any]]:
-    """Write raw bytes (malformed on purpose, or several requests), then read every answer line
-    until the server closes. Well-formed single requests go through edged.control_client."""
+def _exchange(path: Path, data: bytes, *, half_close: bool, one_line: bool, timeout: float) -> list[dict[str, Any]]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))
         try:
             s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, OSError):
             pass
         out = b""
@@ -129,32 +128,23 @@ def send_raw(path: Path, data: bytes, timeout: float = 20) -> list[dict[str, Any
             if not chunk:
                 break
             out += chunk
+            if one_line and out.endswith(b"\n"):
+                break
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def send_raw(path: Path, data: bytes, timeout: float = 20) -> list[dict[str, Any]]:
+    """Write raw bytes (malformed on purpose, or several requests), then read every answer line
+    until the server closes. Well-formed single requests go through edged.control_client."""
+    return _exchange(path, data, half_close=True, one_line=False, timeout=timeout)
 
 
 def rpc(path: Path, payload: bytes | dict[str, Any], timeout: float = 20) -> list[dict[str, Any]]:
-    """Send one raw request, return every response line until the server closes or one line
-    arrives for a well-formed request."""
+    """Send one raw request without closing our side (as a client that keeps the connection
+    would), return every response line until the server closes or, for a well-formed request,
+    the first line."""
     data = payload if isinstance(payload, bytes) else (json.dumps(payload) + "\n").encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        try:
-            s.sendall(data)
-        except BrokenPipeError:
-            pass
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if isinstance(payload, dict) and out.endswith(b"\n"):
-                break
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return _exchange(path, data, half_close=False, one_line=isinstance(payload, dict), timeout=timeout)
 
 
 def handled(cmd: str) -> dict[str, Any]:

@@ -53,7 +53,8 @@ def start(d, people, mode: int = 0o660, **kw: Any) -> ThreadedServer:
 OPERATOR_CMDS = [{"cmd": "status"}, {"cmd": "config.show"}, {"cmd": "config.get", "key": "wake.threshold"},
                  {"cmd": "gpio.list"}, {"cmd": "gpio.set", "name": "kitchen_light", "value": True},
                  {"cmd": "wake"}, {"cmd": "say", "text": "hello"}, {"cmd": "mute", "on": True},
-                 {"cmd": "snapshot"}]
+                 {"cmd": "snapshot"}, {"cmd": "timers.list"}, {"cmd": "timers.cancel", "id": "timer-1"},
+                 {"cmd": "timers.stop"}]
 ADMIN_CMDS = [{"cmd": "config.set", "key": "wake.threshold", "value": "0.6"}, {"cmd": "reload"},
               {"cmd": "session.reset"}, {"cmd": "config.validate"}]
 
