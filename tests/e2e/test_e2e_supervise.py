@@ -154,6 +154,9 @@ async def test_real_daemon_with_an_unreadable_ca_file_shows_the_crash_backs_off_
         st = await status_until(rig, lambda s: s["live"]["connected"], 15, "connected")
         assert "task:live" not in st["problems"] and st["tasks"]["live"]["state"] == "running"
         assert st["tasks"]["live"]["crashes"] == 0, "a new Live part, a new record"
+        # every long-lived task of the daemon is watched
+        assert {name for name, t in st["tasks"].items() if t["state"] == "running"} >= {
+            "live", "sender", "timers", "watchdog"}, st["tasks"]
         n = pings(rx)
         await asyncio.to_thread(rx.wait_until, lambda msgs: len([m for m in msgs if "WATCHDOG" in m]) > n, 5)
     finally:
