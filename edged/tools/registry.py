@@ -34,6 +34,7 @@ from ..config import OUTPUT_KINDS, GpioDevice
 from ..errors import DeviceError, ToolError
 from .camera import Camera
 from .gpio import GpioBank
+from .household import HouseholdTools
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,12 @@ def _where(d: GpioDevice) -> str:
 
 
 class ToolRegistry:
-    def __init__(self, gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo) -> None:
+    def __init__(self, gpio: GpioBank | None, camera: Camera | None, send_video: SendVideo,
+                 household: HouseholdTools | None = None) -> None:
         self.gpio = gpio
         self.camera = camera
         self.send_video = send_video
+        self.household = household  # set_volume, and the timer functions when it has timers
         devs = gpio.devices if gpio is not None else {}
         # the daemon drives the status and camera LEDs itself: the model does not get them
         reserved = {getattr(gpio.cfg, "status_led", ""), getattr(gpio.cfg, "camera_led", "")} if gpio else set()
@@ -124,6 +127,8 @@ class ToolRegistry:
                              "arrive as video input; the call answers when watching is over."),
                 parameters=_obj({"seconds": types.Schema(type=types.Type.NUMBER, minimum=1, maximum=cam.watch_max_s,
                                                          description="How long to watch.")}, ["seconds"])))
+        if self.household is not None:
+            out += self.household.declarations()
         return out
 
     def _set_device_decl(self) -> types.FunctionDeclaration:
@@ -210,6 +215,8 @@ class ToolRegistry:
         known = {d.name for d in self.declarations()}
         if fc.name not in known:
             raise ToolError(f"unknown function {fc.name!r} (available: {', '.join(sorted(known)) or 'none'})")
+        if self.household is not None and fc.name in self.household.names:
+            return self.household.handle(fc.name, args)
         if fc.name == "set_device":
             return await self._set_device(fc.id, args)
         if fc.name == "read_devices":
