@@ -11,7 +11,8 @@ and the reply would stutter.  So the hold adapts:
   (``audio.jitter_ms``), and the reply waits until that much is queued again before it goes on;
 - at the end of each reply the arrival rate is measured (seconds of audio after the first chunk per
   second of wall time between the first and the last chunk): a reply that arrived at least
-  ``FAST`` times faster than real time, without an underrun, halves the hold (down to 0); one that
+  ``FAST`` times faster than real time, without an underrun, halves the hold (to 0 once under half a
+  step); one that
   arrived slower than ``LATE`` times real time raises it to at least ``LATE_HOLD_MS``.
 
 Pure logic on the monotonic clock; the player calls it under its own lock.
@@ -73,7 +74,8 @@ class JitterBuffer:
         rate = after_first / max(elapsed, 1e-3)
         self.last_rate = rate
         if rate >= FAST and not self._underruns:
-            self.hold_ms = self.hold_ms // 2 if self.hold_ms > self.step_ms // 2 else 0
+            half = self.hold_ms // 2
+            self.hold_ms = half if half >= self.step_ms // 2 else 0
         elif rate < LATE:
             self.hold_ms = max(self.hold_ms, min(self.max_ms, LATE_HOLD_MS))
         return rate
