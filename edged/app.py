@@ -366,7 +366,7 @@ class App:
             p.live.adopt_counters(old)
             await self._open("live")
         elif self.conv.reach.refused:
-            p.live.retry_now()
+            self.publish({"event": "live_retry", "by": "reload", "tried": p.live.retry_now()})
 
     def _reread_key(self) -> Secret | None:
         """The key as it is now in live.api_key_file or the credential (one from the environment

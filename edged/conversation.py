@@ -419,9 +419,10 @@ class Conversation:
         log.warning("%s while the assistant cannot be reached (%s): no turn", source, why)
         self._call_off()
         self._cue("offline")
-        self._ports.publish({"event": "offline_wake", "source": source, "why": why})
+        retry = False
         if self.reach.refused and self._parts is not None:
-            self._parts.live.retry_now()  # at most one early try per 30 s (the session's rule)
+            retry = self._parts.live.retry_now()  # at most one early try per 30 s (the session's rule)
+        self._ports.publish({"event": "offline_wake", "source": source, "why": why, "retry": retry})
         return f"the assistant cannot be reached ({why})"
 
     def _do_give_up_offline(self, why: str) -> str:

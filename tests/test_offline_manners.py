@@ -84,6 +84,7 @@ async def test_a_wake_while_refused_retries_once_at_once():
         h.rec.calls.clear()
         h.conv.on_turn_start("button")
         assert _cues(h) == ["offline"] and h.rec.has("live", "retry_now")
+        assert h.published("offline_wake")[0]["retry"] is True
     finally:
         await h.close()
 
