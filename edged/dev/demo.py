@@ -3,8 +3,10 @@
 The real daemon (``edged run``) with only the edges swapped (see :mod:`edged.dev.rig`), driven by a
 scripted conversation rendered with espeak-ng: a wake word and "turn on the kitchen light"
 (a function call switches the LED), "what do you see" (a camera frame reaches the model), a
-GoAway ridden through with the resumption handle, a restart that resumes with the persisted
-handle, and a barge-in during a long reply.
+GoAway ridden through with the resumption handle, a volume change (``edgectl volume``), a restart
+that resumes with the persisted handle and keeps the volume, a barge-in during a long reply, and
+the emulator stopped: the wake word then gets the "can't reach" cue at once.  Sound cues are on
+and the emulator paces replies like Google (bursts faster than real time).
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class Timeline:
             self.say("result", f"{ev['name']} -> {ev.get('response')}")
         elif kind == "transcript":
             self.say(ev.get("role", "?"), repr(ev.get("text")))
-        elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute"):
+        elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute",
+                      "cue", "offline_wake", "volume", "live_retry"):
             detail = {k: v for k, v in ev.items() if k not in ("event", "time")}
             self.say(kind, " ".join(f"{k}={v}" for k, v in detail.items()))
 
@@ -113,6 +116,15 @@ async def _turn(rig: Rig, tl: Timeline, n: int, cache: Path, *, wait_idle: bool 
         await rig.wait_state("idle", timeout=60)
 
 
+async def _until(rig: Rig, pred: Any, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not pred(st := await rig.status()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"demo: condition not met within {timeout:.0f} s (state {st['state']})")
+        await asyncio.sleep(0.05)
+    return st
+
+
 async def _gpio(rig: Rig, tl: Timeline) -> None:
     states = (await rig.request("gpio.list"))["result"]
     shown = {n: s.get("value") for n, s in states.items() if s.get("kind") in ("led", "relay", "rgb_led")}
@@ -122,7 +134,7 @@ async def _gpio(rig: Rig, tl: Timeline) -> None:
 async def run_demo(out: Path, models_dir: Path) -> Rig:
     cache = out.parent / ".audio-cache"
     tl = Timeline()
-    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True))
+    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"), cues=True)
     tl.say("demo", f"starting the emulator and `edged run` (log: {rig.log_path})")
     await rig.start()
     follower = asyncio.create_task(_follow(rig, tl))
@@ -145,12 +157,17 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         tl.say("demo", f"reconnected: resumed={conn.resumed} with the newest handle")
         await _turn(rig, tl, 3, cache)
 
+        tl.say("demo", "edgectl volume 50 (then the replies play at (50/100)^3 of full scale)")
+        answer = (await rig.request("volume", level=50))["result"]
+        tl.say("volume", f"level {answer['level']} ({answer['backend']})")
+
         tl.say("demo", "restarting the daemon (SIGTERM, then edged run again)")
         before = len(rig.emu.connections)
         await rig.restart(signal.SIGTERM)
         await rig.emu.wait_connections(before + 1, timeout=15)
         conn = rig.emu.connections[-1]
         tl.say("demo", f"after the restart: resumed={conn.resumed} with the persisted handle")
+        tl.say("volume", f"level {(await rig.status())['volume']['level']} (kept in the state dir)")
 
         tl.say("demo", "a long reply, then the wake word again in the middle of it (barge-in)")
         await _turn(rig, tl, 4, cache, wait_idle=False)
@@ -158,6 +175,15 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         await asyncio.sleep(1.5)
         await _turn(rig, tl, 5, cache)
         await _gpio(rig, tl)
+
+        tl.say("demo", "the assistant goes away (the emulator stops); then the wake word")
+        await rig.emu.stop()
+        await _until(rig, lambda st: st["live"].get("reach") == "offline")
+        tl.say("user", f"says {WAKE!r}")
+        rig.speak(_pcm(WAKE, cache), pad_s=1.0)
+        st = await _until(rig, lambda st: st["conversation"].get("offline_wakes", 0) >= 1
+                          and st["audio"]["playback"].get("cue") is None)
+        tl.say("demo", f"the \"can't reach\" cue played; {st['state']}: {st['why']}")
 
         tl.say("demo", "edgectl status against the running daemon:")
         proc = await asyncio.create_subprocess_exec(
