@@ -10,8 +10,10 @@ bench_audio.py (the listening path's memory and CPU vs a bare openWakeWord proce
 bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways), bench_mqtt.py
 (Home Assistant command -> GPIO pin change through a real mosquitto) and bench_endpoint.py (end of
 speech -> end of turn per detector and room noise, cut-offs of paused commands, Smart Turn
-inference time) and bench_player.py (wake -> cue start, first reply chunk -> first ALSA write and
-underruns per reply under Google-like pacing).  Medians and
+inference time), bench_asynctools.py (gemini-3.8-live in Google-like pacing: the silence a
+NON_BLOCKING call adds to the reply it interrupts, a non-answer's turnComplete -> idle) and
+bench_player.py (wake -> cue start, first reply chunk -> first ALSA write and underruns per reply
+under Google-like pacing).  Medians and
 ratios come from this run; absolute times are labelled with the machine they were measured on.
 The table goes to stdout and to bench/results/latest.md (or --out), the raw figures to
 bench/results/latest.json (or --json).
@@ -96,23 +98,49 @@ def player_rows(p: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     w = p.get("wake_cue")
     if w:
         s = w["wake_to_cue_sound_ms"]
-        rows.append(("9a", "Wake → cue start: the daemon's `wake` event → the \"wake\" cue's first samples start to "
+        rows.append(("10a", "Wake → cue start: the daemon's `wake` event → the \"wake\" cue's first samples start to "
                      "sound (the Player's write, or later when the device still held audio)",
                      _ms(s) + f"; to the write: median {w['wake_to_cue_write_ms']['median']} ms"
                      + (f"; {w['misses']} of {w['wakes']} wakes missed" if w["misses"] else ""),
                      f"≤ {w['goal_ms']} ms", _verdict(s["p95"], w["goal_ms"])))
     g, r = p.get("google"), p.get("realtime")
     if g:
-        rows.append(("9b", "First reply chunk → first ALSA write, Google-like pacing (1 s bursts, 3x real time; "
+        rows.append(("10b", "First reply chunk → first ALSA write, Google-like pacing (1 s bursts, 3x real time; "
                      f"adaptive jitter buffer, hold {g['jitter']['hold_ms']} ms after the run)",
                      _ms(g["reply_to_write_ms"]) + (f"; real-time pacing: median {r['reply_to_write_ms']['median']} ms,"
                                                     f" p95 {r['reply_to_write_ms']['p95']} ms" if r else ""),
                      "p95 ≤ 20 ms", _verdict(g["reply_to_write_ms"]["p95"], 20)))
-        rows.append(("9c", "Underruns per reply (the speaker ran dry mid-reply), Google-like pacing",
+        rows.append(("10c", "Underruns per reply (the speaker ran dry mid-reply), Google-like pacing",
                      f"**{g['underruns_per_reply']}** ({g['underruns']} in {g['replies']} replies of 2.5 s)"
                      + (f"; real-time pacing: {r['underruns_per_reply']} per reply, hold {r['jitter']['hold_ms']} ms"
                         if r else ""), "0", _verdict(g["underruns_per_reply"], 0)))
     return rows
+
+
+def run_asynctools(models: Path, runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edged-bench-async-") as d:
+        out = Path(d) / "asynctools.json"
+        p = _sub([str(BENCH / "bench_asynctools.py"), "--runs", str(runs), "--models", str(models),
+                  "--json", str(out)], 1800)
+        if not out.exists():
+            raise RuntimeError(f"bench_asynctools.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
+
+
+def asynctools_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    c, p, n = r["silence_added_ms"]["call"], r["silence_added_ms"]["plain"], r["no_answer_idle_ms"]
+    worst = r["max_silence_added_ms_call"]
+    return [
+        ("9a", f"Silence a NON_BLOCKING tool call adds to the reply it lands in ({r['model']}, emulator pacing "
+         f"\"{r['pacing']}\"; longest zero run in the played reply minus in the sent reply; {c['n']} replies with "
+         "a call, the same replies without one as control)",
+         f"call: **max {worst} ms** (median {c['median']}); control: max {p['max']} ms; replies complete and in "
+         f"order: {r['replies_complete']}; flushes {r['flushes']}; underruns {r['underruns']['call']} vs "
+         f"{r['underruns']['plain']}; state stayed speaking: {r['call_turns_stayed_speaking']}", "0 ms",
+         "met" if worst == 0 and r["replies_complete"] else "**missed**"),
+        ("9b", "A non-answer (turnComplete without audio): the emulator's turnComplete sent → the daemon's "
+         "`state: idle` event", _ms(n), f"≤ {r['goal_idle_ms']:.0f} ms", _verdict(n["p95"], r["goal_idle_ms"])),
+    ]
 
 
 def run_endpoint(models: Path, quick: bool) -> dict[str, Any]:
@@ -266,6 +294,8 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
                      f"{s['first_ms']:.0f} ms, min {s['min_ms']:.0f}, max {s['max_ms']:.0f})", "—", "reported"))
     if r.get("endpoint"):
         rows += endpoint_rows(r["endpoint"])
+    if r.get("asynctools"):
+        rows += asynctools_rows(r["asynctools"])
     if r.get("player"):
         rows += player_rows(r["player"])
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -288,14 +318,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="every figure as JSON (default bench/results/latest.json)")
     ap.add_argument("--out", default=str(BENCH / "results" / "latest.md"))
     ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint, "
-                    "player); default all")
+                    "asynctools, player); default all")
     a = ap.parse_args(argv)
     q = a.quick
     models = Path(a.models)
     n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
          "live_samples": 5 if q else 30, "goaways": 20 if q else 100, "mqtt_samples": 50 if q else 200,
-         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "player_wakes": 5 if q else 20,
-         "player_replies": 5 if q else 20}
+         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "async_runs": 4 if q else 12,
+         "player_wakes": 5 if q else 20, "player_replies": 5 if q else 20}
     t0 = time.monotonic()
     results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n}
     errors: dict[str, str] = {}
@@ -303,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     results["daemon"] = daemon
 
     steps = set(a.only.split(",")) if a.only else {"audio", "ort", "idle", "turns", "startup", "live", "mqtt",
-                                                        "endpoint", "player"}
+                                                        "endpoint", "asynctools", "player"}
 
     def part(name: str, **kw: Any) -> Any:
         async def go() -> Any:
@@ -328,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         _step("mqtt", lambda: run_mqtt(n["mqtt_samples"]), results, errors)
     if "endpoint" in steps:
         _step("endpoint", lambda: run_endpoint(models, q), results, errors)
+    if "asynctools" in steps:
+        _step("asynctools", lambda: run_asynctools(models, n["async_runs"]), results, errors)
     if "player" in steps:
         _step("player", lambda: run_player(models, n["player_wakes"], n["player_replies"]), results, errors)
     elapsed = time.monotonic() - t0

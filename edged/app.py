@@ -5,7 +5,8 @@ them in reverse under one deadline, and applies a new config by restarting only 
                   -> the conversation is attached to the container
                   -> groups opened in order, each an AsyncExitStack:
                      devices (GPIO, status LED, camera, tools), player, hearing (Ear, capture),
-                     live (its supervisor task), conversation (its sender), control, watchdog
+                     live (its supervisor task), conversation (its sender), mqtt (Home Assistant,
+                     when enabled), control, watchdog
                   -> READY
     App.stop():   STOP (the conversation is stopping) -> every thread's stop event is set
                   -> groups closed in reverse, every step bounded by one Deadline (SHUTDOWN_S);
@@ -41,12 +42,14 @@ from .service.notify import Notifier
 from .state import State
 
 if TYPE_CHECKING:
+    from .announce import Announcer
     from .audio.capture import Capture
     from .audio.device import Worker
     from .audio.ear import Ear
     from .audio.playback import Player
     from .audio.volume import Volume
     from .live.session import LiveSession
+    from .mqtt.bridge import MqttBridge
     from .service.control import ControlServer
     from .status_leds import StatusLights
     from .tools.camera import Camera
@@ -58,7 +61,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_S = 3.5  # the whole stop, hung threads included (systemd's TimeoutStopSec is 15 s)
 RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
 STALL_S = 10.0  # a thread whose heartbeat is older than this is hung: the watchdog pings stop
-GROUPS = ("devices", "player", "hearing", "live", "conversation", "control", "watchdog")
+# mqtt after the conversation and before control; closed before the devices, so `offline` is
+# published while the pins are still valid
+GROUPS = ("devices", "player", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Parts:
     ear: Ear
     live: LiveSession
     control: ControlServer | None
+    mqtt: MqttBridge | None = None  # Home Assistant (mqtt.enabled)
+    announcer: Announcer | None = None  # its announcements
 
     def threads(self) -> list[Worker]:
         return [self.capture, self.ear, self.player]
@@ -95,7 +102,7 @@ class App:
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
         self.parts: Parts | None = None
         self._groups: dict[str, AsyncExitStack] = {}
-        self._shown: State | None = None
+        self._shown: tuple[State, bool] | None = None
         self._deadline = Deadline(0.0)  # the current stop's (shutdown or reload): read by the group closers
         self._stopped = False
 
@@ -117,10 +124,10 @@ class App:
         self._status_changed()
 
     def _status_changed(self) -> None:
-        state = self.conv.state
-        if self.parts is not None and state != self._shown:
-            self._shown = state
-            self.parts.lights.show(state)
+        state, tools = self.conv.state, bool(self.conv.tools_running)
+        if self.parts is not None and (state, tools) != self._shown:
+            self._shown = (state, tools)
+            self.parts.lights.show(state, tools=tools)  # a running call: an overlay (idle, speaking)
         self.notifier.status(self.status_line())
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -146,7 +153,7 @@ class App:
         if self.parts is not None:
             for worker in self.parts.threads():
                 worker.request_stop()  # all at once: they stop in parallel, joined below
-        for name in reversed(list(self._groups)):
+        for name in reversed(self._order()):
             await self._close(name, deadline)
         await self.tasks.cancel_all(deadline)
         log.info("stopped")
@@ -157,18 +164,29 @@ class App:
         ring = parts.build_ring(cfg)
         control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
         volume = parts.build_volume(cfg)
-        return Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
-                     tools=parts.build_tools(gpio, camera, self._send_video, volume), volume=volume,
-                     player=parts.build_player(cfg, self.ports, self.conv.on_drained, volume, parts.build_cues(cfg)),
-                     capture=parts.build_capture(cfg, self.ports, ring),
-                     ear=parts.build_ear(cfg, self.ports, ring, self.conv),
-                     live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
+        built = Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
+                      tools=parts.build_tools(gpio, camera, self._send_video, volume), volume=volume,
+                      player=parts.build_player(cfg, self.ports, self.conv.on_drained, volume, parts.build_cues(cfg)),
+                      capture=parts.build_capture(cfg, self.ports, ring),
+                      ear=parts.build_ear(cfg, self.ports, ring, self.conv),
+                      live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control)
+        if cfg.mqtt.enabled:
+            self._build_mqtt(built, cfg)
+        return built
+
+    def _build_mqtt(self, p: Parts, cfg: config.Config) -> None:
+        p.announcer = parts.build_announcer(self.conv, self.ports, self.events)
+        p.mqtt = parts.build_mqtt(cfg, self.conv, self.problems, self.events, p.announcer, lambda: self.parts)
 
     # ---- groups: each one's lifetime is an AsyncExitStack ---------------------------------------
     async def _open(self, name: str) -> None:
         stack = AsyncExitStack()
         self._groups[name] = stack  # keeps its place in the order when a reload reopens it
         await getattr(self, "_open_" + name)(stack)
+
+    def _order(self) -> list[str]:
+        """The open groups in GROUPS order (a reload reopens a group at the end of the dict)."""
+        return [g for g in GROUPS if g in self._groups] + [g for g in self._groups if g not in GROUPS]
 
     async def _close(self, name: str, deadline: Deadline) -> None:
         stack = self._groups.pop(name, None)
@@ -243,6 +261,17 @@ class App:
     async def _open_conversation(self, stack: AsyncExitStack) -> None:
         self.conv.start()
         stack.push_async_callback(self._bounded, "conversation", self.conv.stop)
+
+    async def _open_mqtt(self, stack: AsyncExitStack) -> None:
+        p = self.running_parts()
+        bridge, announcer = p.mqtt, p.announcer
+        if bridge is None or announcer is None:
+            return
+        task = self.tasks.spawn(announcer.run(), "edged-announce")
+        stack.push_async_callback(lambda: cancel_tasks([task], self._deadline))
+        await bridge.start()  # returns at once, also when the broker is down (it keeps retrying)
+        # publishes `offline` and disconnects, bounded by what is left of the deadline
+        stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
 
     async def _open_control(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -345,11 +374,19 @@ class App:
             p.live = parts.build_live(new, self.api_key, self.conv, self._tool_schemas)
             p.live.adopt_counters(old_live)
         self.conv.reconfigure(new)  # the conversation reads its timings from the current config
+        if "mqtt" in changed:
+            if p.mqtt is None and new.mqtt.enabled:  # turned on: build the bridge and open its group
+                self._build_mqtt(p, new)
+                await self._close("mqtt", deadline)
+                restart.append("mqtt")
+            elif p.mqtt is not None:  # reconnects with the new settings (off: `offline`, disconnected)
+                await p.mqtt.reconfigure(new.mqtt)
         for name in GROUPS:
             if name in restart:
                 await self._open(name)
         if "cues" in changed and "player" not in restart:
             await self._load_cues(p.player)  # the player goes on; a cue sounding finishes
+        # a devices change reaches the bridge through this event: it re-publishes the discovery
         self.publish({"event": "reloaded", "sections": sorted(changed)})
 
     async def _reconnect_if_refused(self) -> None:
@@ -387,7 +424,7 @@ class App:
         before = volume.level
         volume.set(value)
         if volume.level != before:
-            self.publish({"event": "volume", "level": volume.level, "was": before})
+            self.publish({"event": "volume", "level": volume.level, "was": before, "by": "edgectl"})
         return volume.status()
 
     # ---- wiring --------------------------------------------------------------------------------------
@@ -453,13 +490,27 @@ class App:
             "audio": {"capture_device": cfg.audio.capture_device, "playback_device": cfg.audio.playback_device,
                       "capture": part(p and p.capture), "playback": part(p and p.player)},
             "volume": part(p and p.volume, "status"),
+            "tools_running": conv.tools_running,  # calls running now; during speech they run beside the reply
             "conversation": dict(conv.stats),
             "gpio": part(p and p.gpio, "states"),
             "status_led": p.lights.current and str(p.lights.current) if p else None,
             "camera": part(p and p.camera, "status"),
+            "mqtt": self._mqtt_status(),  # never a credential
             "problems": dict(self.problems.items),
             "last_error": self.problems.last_error,
         }
+
+    def _mqtt_status(self) -> dict[str, Any]:
+        p = self.parts
+        if p is None or p.mqtt is None:
+            return {"enabled": False}
+        try:
+            out = p.mqtt.status()
+        except Exception as exc:  # status must never fail
+            return {"error": str(exc)}
+        if p.announcer is not None:
+            out["announcements"] = {**p.announcer.stats, "pending": p.announcer.pending}
+        return out
 
 
 class _Controls:

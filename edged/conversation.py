@@ -10,8 +10,12 @@ recovered).  Each input becomes one :class:`edged.transitions.Ev`; the transitio
 
     idle --wake--> listening --end of speech--> thinking --audio--> speaking --drained--> idle
       ^                |no speech                   |tool calls: run, answer, stay thinking
-      |                v                            |
+      |                v                            |turnComplete, no audio: no answer -> idle
       +------------- idle        wake during thinking/speaking: barge-in (flush, new turn)
+
+A tool call during speaking (NON_BLOCKING) runs beside the reply: nothing is flushed, the state
+stays speaking, ``tools_running`` lists it (status, the LED overlay).  A reply the model gives on
+its own (after a tool result scheduled WHEN_IDLE) plays like any other: idle -> speaking -> idle.
 
 Whether a turn is open is this object's truth (``state == LISTENING``).  The Ear streams a turn's
 audio once it opened one and is told when to stop (``ear.cancel_turn()``); the Live session keeps a
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from google.genai import types
 
     from .config import Config
+    from .live.session import TurnEnd
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +76,15 @@ class Conversation:
         self._out_ready = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tool_names: dict[str, tuple[str, float]] = {}  # running call key -> (name, monotonic start)
+        self._turn_info: TurnEnd | None = None  # the session's summary of the generation that just ended
+        self._live_problem: str | None = None  # what the Live connection's problem is, for `why`
         self._reply_timer: asyncio.TimerHandle | None = None
         self.wake_stats: dict[str, Any] = {"detections": 0, "last_model": None, "last_score": None}
         self.stats: dict[str, Any] = {
             "turns": 0, "turns_completed": 0, "barge_ins": 0, "interruptions": 0, "no_speech": 0, "cancelled": 0,
-            "send_drops": 0, "capture_drops": 0, "tool_calls": 0, "text_turns": 0, "last_turn_end": None,
+            "send_drops": 0, "capture_drops": 0, "tool_calls": 0, "tool_calls_during_speech": 0, "no_answers": 0,
+            "text_turns": 0, "last_turn_end": None,
             "last_transcript": {}, "offline_wakes": 0}
 
     # ---- lifecycle (the root) -----------------------------------------------------------------
@@ -113,6 +122,13 @@ class Conversation:
     def turn_open(self) -> bool:
         return self.state == State.LISTENING
 
+    @property
+    def tools_running(self) -> list[dict[str, Any]]:
+        """The tool calls running now (any state; during speech they run beside the reply)."""
+        now = time.monotonic()
+        return [{"id": None if k.startswith("anon-") else k, "name": name, "for_s": round(now - t0, 1)}
+                for k, (name, t0) in self._tool_names.items()]
+
     # ---- the machine ------------------------------------------------------------------------------
     def handle(self, ev: Ev, *args: Any) -> bool:
         """Run the table's row for (state, ev).  False when there is none: the event is ignored."""
@@ -135,7 +151,9 @@ class Conversation:
 
     def _default_why(self, state: State) -> str:
         if state == State.ERROR:
-            return f"error ({', '.join(self._critical)})"
+            parts = [f"live: {self._live_problem}" if p == "live" and self._live_problem else p
+                     for p in self._critical]
+            return f"error ({'; '.join(parts)})"
         return state.value
 
     def _go(self, state: State, why: str) -> None:
@@ -171,6 +189,8 @@ class Conversation:
         """The critical parts that have a problem now (empty: none)."""
         self._critical = list(critical)
         self.handle(Ev.FAULT if critical else Ev.RECOVERED)
+        if self.state == State.ERROR and critical:
+            self._go(State.ERROR, self._default_why(State.ERROR))  # another part failed: say so
 
     # ---- inputs: the Ear (posted onto the loop) ------------------------------------------------
     def on_wake(self, model: str, score: float) -> None:
@@ -187,8 +207,13 @@ class Conversation:
     def on_turn_audio(self, pcm: bytes) -> None:
         self.handle(Ev.TURN_AUDIO, pcm)
 
-    def on_turn_end(self, reason: str) -> None:
-        self.handle(Ev.SPEECH_END if reason in _SPEECH_ENDS else Ev.NO_SPEECH, reason)
+    def on_turn_end(self, end: str | TurnEnd) -> None:
+        """Two callers share this name: the Ear closing the turn (``end`` is its reason) and the Live
+        session summarising a generation just before its turnComplete (``end`` is a TurnEnd)."""
+        if not isinstance(end, str):
+            self._turn_info = end  # classified by on_turn_complete, which comes next
+            return
+        self.handle(Ev.SPEECH_END if end in _SPEECH_ENDS else Ev.NO_SPEECH, end)
 
     def on_drops(self, frames: int) -> None:
         self.stats["capture_drops"] += frames
@@ -208,10 +233,20 @@ class Conversation:
         """Nothing to do: the reply is complete once it has played (turn_complete, then drained)."""
 
     def on_turn_complete(self) -> None:
+        info, self._turn_info = self._turn_info, None
         if self._stale:
             self.handle(Ev.STALE_TURN_COMPLETE)
-        else:
+        elif info is None:  # a session that does not summarise: only the calls running here tell
             self.handle(Ev.TURN_COMPLETE_TOOLS if self._tool_tasks else Ev.TURN_COMPLETE)
+        elif info.audio_bytes or info.interrupted:
+            self.handle(Ev.TURN_COMPLETE_TOOLS if info.tool_calls and self._tool_tasks else Ev.TURN_COMPLETE)
+        elif info.tool_calls:
+            # no audio, but this generation called functions: their results will be spoken (NON_BLOCKING
+            # with WHEN_IDLE/INTERRUPT, or BLOCKING): wait for that, bounded by reply_timeout_s.  A call
+            # from an earlier turn that still runs (a watch) does not hold a turn the model left silent.
+            self.handle(Ev.TURN_COMPLETE_TOOLS, info)
+        else:
+            self.handle(Ev.NO_ANSWER, info)
 
     def on_tool_call(self, calls: list[types.FunctionCall]) -> None:
         self.handle(Ev.TOOL_CALL, calls)
@@ -237,9 +272,12 @@ class Conversation:
                 fields["CLOSE_CODE"] = st["last_close_code"]
         log.info("live %s %s", state, detail, extra={"fields": fields})
         self.reach.update(state, detail)
-        if state in DOWN:
-            self._ports.problem("live", f"{state}: {detail}" if detail else state)
+        if state in DOWN:  # offline, auth_failed, model_unavailable, setup_refused, no_key
+            # model_unavailable / setup_refused / no_key: the detail names what to fix (LiveSession)
+            self._live_problem = f"{state}: {detail}" if detail else state
+            self._ports.problem("live", self._live_problem)
         elif state in ("connected", "resumed"):
+            self._live_problem = None
             self._ports.problem("live", None)
         self._ports.publish({"event": "connection", "state": state, "detail": detail, **self.reach.status()})
         if state in DOWN:
@@ -345,13 +383,27 @@ class Conversation:
     def _do_end_stale(self) -> None:
         self._stale = False
 
-    def _do_count_complete(self) -> None:
+    def _do_count_complete(self, *_: Any) -> None:
         self.stats["turns_completed"] += 1
         self._cancel_timers()
 
-    def _do_end_of_reply(self) -> None:
+    def _do_end_of_reply(self, *_: Any) -> None:
         self._do_count_complete()
         self._p().player.end_of_reply()  # -> on_drained when the last sample has played
+
+    def _do_wait_for_tools(self, info: TurnEnd | None = None) -> str:
+        self._do_count_complete()
+        self._arm_reply_timer()  # the results' reply is bounded like any other
+        n = len(self._tool_names) or (info.tool_calls if info is not None else 0)
+        return f"thinking (tool_pending: waiting for the reply to {n} tool call(s))"
+
+    def _do_no_answer(self, info: TurnEnd) -> str:
+        self._do_count_complete()
+        self.stats["no_answers"] += 1
+        reason = "no_answer: the model chose not to answer (turnComplete without audio)"
+        log.info("%s", reason)
+        self._ports.publish({"event": "no_answer", "reason": reason, "user_turn": info.user_turn})
+        return "idle (no answer: the model chose not to answer)"
 
     def _do_reply_done(self) -> str:
         self._do_count_complete()
@@ -364,16 +416,32 @@ class Conversation:
         return "idle"
 
     def _do_run_tools(self, calls: list[types.FunctionCall]) -> str:
+        self._start_tools(calls)
+        self._cancel_timers()
+        self._arm_reply_timer()
+        return f"thinking (running {', '.join(fc.name or '?' for fc in calls)})"
+
+    def _do_run_tools_aside(self, calls: list[types.FunctionCall]) -> None:
+        """A call while the reply plays (NON_BLOCKING): it runs beside it; nothing is flushed or timed."""
+        self.stats["tool_calls_during_speech"] += len(calls)
+        log.info("tool call during the reply: %s (playback goes on)", ", ".join(fc.name or "?" for fc in calls))
+        self._start_tools(calls)
+
+    def _start_tools(self, calls: list[types.FunctionCall]) -> None:
         loop = asyncio.get_running_loop()
         for fc in calls:
             self.stats["tool_calls"] += 1
             key = fc.id or f"anon-{time.monotonic_ns()}"
             task = loop.create_task(self._run_tool(fc), name=f"tool-{fc.name}")
             self._tool_tasks[key] = task
-            task.add_done_callback(lambda _t, k=key: self._tool_tasks.pop(k, None))
-        self._cancel_timers()
-        self._arm_reply_timer()
-        return f"thinking (running {', '.join(fc.name or '?' for fc in calls)})"
+            self._tool_names[key] = (fc.name or "?", time.monotonic())
+            task.add_done_callback(lambda _t, k=key: self._tool_done(k))
+        self._on_change()
+
+    def _tool_done(self, key: str) -> None:
+        self._tool_tasks.pop(key, None)
+        if self._tool_names.pop(key, None) is not None:
+            self._on_change()
 
     def _do_give_up(self) -> str:
         log.warning("no reply within %.0f s: back to idle", self.cfg.turn.reply_timeout_s)
@@ -489,15 +557,17 @@ class Conversation:
 
     # ---- tool calls -----------------------------------------------------------------------------
     async def _run_tool(self, fc: types.FunctionCall) -> None:
-        self._ports.publish({"event": "tool_call", "name": fc.name, "args": dict(fc.args or {}), "id": fc.id})
+        # "state": what the speaker is doing while the call runs (speaking: it runs beside the reply)
+        self._ports.publish({"event": "tool_call", "name": fc.name, "args": dict(fc.args or {}), "id": fc.id,
+                             "state": self.state.value})
         response = await self._p().tools.call(fc)
         if response is None:  # cancelled: no response is sent
             self._ports.publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": False,
-                                 "cancelled": True})
+                                 "cancelled": True, "state": self.state.value})
             return
         result = response.response or {}
         self._ports.publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": "error" not in result,
-                             "response": result})
+                             "response": result, "state": self.state.value})
         try:
             await self._p().live.send_tool_responses([response])
         except Exception as exc:

@@ -249,7 +249,8 @@ def _mqtt(m: Any) -> str:
             return "off"
         where = m.get("broker") or (f"{m['host']}:{m.get('port', '')}".rstrip(":") if m.get("host") else None)
         state = m.get("state") or ("connected" if m.get("connected") else "disconnected" if "connected" in m else None)
-        return _join(state, where, f"error: {m['error']}" if m.get("error") else None)
+        err = m.get("error") or (None if m.get("connected") else m.get("last_error"))
+        return _join(state, where, f"error: {err}" if err else None)
     return "-" if m is None else str(m)
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .ports import Ports
 
 if TYPE_CHECKING:
+    from .announce import Announcer
     from .audio.capture import Capture
     from .audio.cues import CueBank
     from .audio.ear import Ear
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
     from .config import Config
     from .control_api import ControlApi
     from .conversation import Conversation
+    from .health import Problems
     from .live.session import LiveSession
+    from .mqtt.bridge import MqttBridge
     from .secrets import Secret
     from .service.control import ControlServer, EventHub
     from .status_leds import StatusLights
@@ -191,3 +194,21 @@ def build_control(cfg: Config, api: ControlApi, events: EventHub) -> ControlServ
     c = cfg.control
     return ControlServer(c.socket, group=c.group, max_request_bytes=c.max_request_bytes, handler=api.handle,
                          events=events)
+
+
+def build_announcer(conv: Conversation, ports: Ports, events: EventHub) -> Announcer:
+    """Announcements said through the conversation's say path when the speaker is at rest."""
+    from .announce import Announcer
+
+    return Announcer(state=lambda: conv.state.value, say=conv.say, publish=ports.publish,
+                     subscribe=events.subscribe, unsubscribe=events.unsubscribe)
+
+
+def build_mqtt(cfg: Config, conv: Conversation, problems: Problems, events: EventHub, announcer: Announcer,
+               current: Callable[[], Any]) -> MqttBridge:
+    """The Home Assistant bridge over a SpeakerAdapter of the current parts (``current()``)."""
+    from .mqtt.bridge import MqttBridge
+    from .mqtt.wiring import speaker_port
+
+    port = speaker_port(conv=conv, problems=problems, events=events, announcer=announcer, current=current)
+    return MqttBridge(cfg.mqtt, port, config_file=cfg.path)

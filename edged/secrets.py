@@ -102,18 +102,21 @@ class RedactFilter(logging.Filter):
         return True
 
 
-def load_api_key(api_key_file: str, config_file: str = "") -> Secret | None:
+def load_api_key(api_key_file: str, config_file: str = "", *, forget: bool = False) -> Secret | None:
     """Find the key: environment, then ``live.api_key_file``, then the systemd credential.
 
     Returns None when there is none (the emulator needs none).  A file that is
-    named but unreadable is a config error naming the file, never the key.
+    named but unreadable is a config error naming the file, never the key.  ``forget`` (the
+    daemon) removes the key variables from the environment once read, so no child inherits
+    them; a command-line tool such as ``edgectl doctor`` reads them as often as it needs.
     """
     from_env = None
     for var in ENV_VARS:
         value = os.environ.get(var, "").strip()
         if value and from_env is None:
             from_env = Secret(value, f"${var}")
-    forget_environment()
+    if forget:
+        forget_environment()
     if from_env is not None:
         return _keep(from_env)
     if api_key_file:
@@ -157,6 +160,8 @@ def missing_key(base_url: str, api_key: Secret | None) -> str | None:
     if base_url:
         return None
     return f"no API key: {NO_KEY_FIX}"
+
+
 def forget_environment() -> None:
     """Remove the key variables from the environment children inherit, and wipe their values
     from the environment block the process started with (``/proc/PID/environ`` reads it)."""

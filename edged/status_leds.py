@@ -15,12 +15,20 @@ LED always follows the last state shown.  With no device every call is a no-op.
 | muted     | short flash / 2 s  | short flash / 2 s    | red                       |
 | error     | double blink       | double blink         | red blink                 |
 | stopping  | off                | off                  | off                       |
+
+A tool call running while idle or speaking (a NON_BLOCKING call the model made in the middle of
+its reply, or one still running after it) is shown over the state's pattern: the RGB LED alternates
+amber with the state's colour (0.15 s each), a plain or PWM LED blinks long-on short-off (0.3 s on,
+0.1 s off), which none of the states uses.  The overlay stays at least ``TOOL_MIN_S`` so that a
+call that ends in a millisecond (a GPIO switch) is still seen; then the state's pattern comes back.
+While thinking the state's own pattern already says "working", so no overlay is shown.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from .state import State
@@ -39,6 +47,11 @@ _RGB: dict[State, tuple[str, tuple[float, float, float], float]] = {
     State.STOPPING: ("solid", (0.0, 0.0, 0.0), 0),
 }
 DOUBLE_BLINK = (0.15, 0.15, 0.15, 1.0)  # on, off, on, off (s)
+TOOL_RGB = (1.0, 0.55, 0.0)  # amber
+TOOL_RGB_STEP = 0.15  # s of amber, then s of the state's colour
+TOOL_MONO = (0.3, 0.1)  # on, off (s): long on, short off
+TOOL_MIN_S = 0.6  # the overlay shows at least this long
+TOOL_STATES = (State.IDLE, State.SPEAKING)  # the states a running call is shown over
 
 
 def _kind(device: Any) -> str:
@@ -63,20 +76,30 @@ class StatusLights:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self._tools = False  # a tool call runs (as last shown)
+        self.overlay = False  # the tool-call overlay is on the LED now
 
     @property
     def current(self) -> State | None:
         return self._current
 
-    def show(self, state: State) -> None:
+    def show(self, state: State, tools: bool = False) -> None:
+        """Show ``state``; ``tools``: a tool call is running (an overlay while idle or speaking)."""
+        want = tools and state in TOOL_STATES
         if self.device is None:
-            self._current = state
+            self._current, self._tools, self.overlay = state, want, want
             return
         with self._lock:
-            self._current = state
+            same = state == self._current
+            self._current, self._tools = state, want
+            if same and self.overlay:
+                return  # the overlay thread goes on; it restores the state's pattern once the call is over
             self._stop_thread()
+            self.overlay = False
             try:
-                if self.kind == "rgb":
+                if want:
+                    self._start_overlay(state)
+                elif self.kind == "rgb":
                     self._show_rgb(state)
                 else:
                     self._show_mono(state)
@@ -129,6 +152,55 @@ class StatusLights:
         else:
             dev.blink(on_time=t, off_time=t, on_color=colour, off_color=(0.0, 0.0, 0.0))
 
+    def _start_overlay(self, state: State) -> None:
+        self.overlay = True
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._overlay_loop, args=(state,), name="status-led-tool", daemon=True)
+        self._thread.start()
+
+    def _overlay_loop(self, state: State) -> None:
+        """The tool-call overlay, until no call runs and TOOL_MIN_S has passed; then the state's pattern."""
+        dev, stop = self.device, self._stop
+        until = time.monotonic() + TOOL_MIN_S
+        base = _RGB[state][1]
+        i = 0
+        while True:
+            try:
+                while not stop.is_set() and (self._tools or time.monotonic() < until):
+                    lit = i % 2 == 0
+                    if self.kind == "rgb":
+                        dev.value = TOOL_RGB if lit else base
+                        t = TOOL_RGB_STEP
+                    else:
+                        dev.on() if lit else dev.off()
+                        t = TOOL_MONO[i % 2]
+                    i += 1
+                    if stop.wait(t):
+                        return
+            except Exception as exc:
+                log.debug("status LED: %s", exc)
+                self.overlay = False
+                return
+            # show() may hold the lock while it stops this thread: never block on it
+            while not self._lock.acquire(timeout=0.05):
+                if stop.is_set():
+                    return
+            try:
+                if stop.is_set():
+                    return
+                if self._tools:  # another call began meanwhile: go on
+                    continue
+                self.overlay = False
+                self._thread = None
+                self._show_rgb(state) if self.kind == "rgb" else self._show_mono(state)
+                return
+            except Exception as exc:
+                log.debug("status LED: %s", exc)
+                self.overlay = False
+                return
+            finally:
+                self._lock.release()
+
     def _double_blink(self) -> None:
         dev = self.device
         while not self._stop.is_set():
@@ -144,6 +216,8 @@ class StatusLights:
     def _stop_thread(self) -> None:
         if self._thread is not None:
             self._stop.set()
-            self._thread.join(timeout=2)
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout=2)
             self._thread = None
+        self.overlay = False
         self._stop.clear()

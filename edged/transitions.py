@@ -10,6 +10,12 @@ walk every row and every missing pair.  An action named ``refuse_*`` raises
 Next states: a :class:`State`, ``SAME`` (stay), or ``REST``: IDLE, or ERROR while a critical part
 (capture, wake word, Live connection) has a problem.
 
+A tool call that arrives while a reply plays (a NON_BLOCKING call on gemini-3.8-live) runs beside
+it (``run_tools_aside``): the state stays speaking and the call shows as ``tools_running``.  A
+turnComplete is classified by the session's ``TurnEnd``: without audio and without tool calls the
+model chose not to answer (``no_answer``: idle at once); without audio but with tool calls their
+results will be spoken (``turn_complete_tools``: wait, bounded by ``turn.reply_timeout_s``).
+
 Replies that are no longer wanted (after a barge-in, a turn with nothing said, a reply timeout,
 mute) are *stale*: their audio, interruption and turn completion arrive as the ``stale_*``
 events, so the table shows what happens to them too.
@@ -34,7 +40,8 @@ class Ev(StrEnum):
     AUDIO = "audio"  # reply audio from the model
     INTERRUPTED = "interrupted"  # the server stopped its reply
     TURN_COMPLETE = "turn_complete"  # the model's turn is done and no tool call is running
-    TURN_COMPLETE_TOOLS = "turn_complete_tools"  # the model's turn is done, tool calls still run
+    TURN_COMPLETE_TOOLS = "turn_complete_tools"  # the model's turn is done, its tool calls' results will follow
+    NO_ANSWER = "no_answer"  # the model's turn is done without audio: it chose not to answer
     STALE_AUDIO = "stale_audio"  # the same three for a reply that is no longer wanted
     STALE_INTERRUPTED = "stale_interrupted"
     STALE_TURN_COMPLETE = "stale_turn_complete"
@@ -102,16 +109,21 @@ _row((S.SPEAKING,), Ev.INTERRUPTED, "interrupted", REST)
 _row((*AT_REST, S.MUTED), Ev.TURN_COMPLETE, "count_complete", SAME)
 _row((*AT_REST, S.MUTED), Ev.TURN_COMPLETE_TOOLS, "count_complete", SAME)
 _row((S.THINKING,), Ev.TURN_COMPLETE, "reply_done", REST)
-_row((S.THINKING,), Ev.TURN_COMPLETE_TOOLS, "count_complete", SAME)
+_row((S.THINKING,), Ev.TURN_COMPLETE_TOOLS, "wait_for_tools", S.THINKING)
 _row((S.SPEAKING,), Ev.TURN_COMPLETE, "end_of_reply", SAME)
 _row((S.SPEAKING,), Ev.TURN_COMPLETE_TOOLS, "end_of_reply", SAME)
+# the model chose not to answer (proactive audio): idle at once, never the reply timeout
+_row((S.THINKING,), Ev.NO_ANSWER, "no_answer", REST)
+_row((*AT_REST, S.MUTED), Ev.NO_ANSWER, "count_complete", SAME)
+_row((S.SPEAKING,), Ev.NO_ANSWER, "end_of_reply", SAME)  # a silent generation while a reply still plays
 _row((S.SPEAKING,), Ev.DRAINED, "finish_reply", REST)
 _row((*AT_REST, S.LISTENING, S.THINKING, S.MUTED), Ev.STALE_INTERRUPTED, "interrupted_stale", SAME)
 _row((*AT_REST, S.LISTENING, S.THINKING, S.MUTED), Ev.STALE_TURN_COMPLETE, "end_stale", SAME)
 _row((S.THINKING,), Ev.REPLY_TIMEOUT, "give_up", REST)
-# tool calls are always answered
+# tool calls are always answered; one during a reply (NON_BLOCKING) runs beside it: nothing is flushed
 _row((*AT_REST, S.THINKING), Ev.TOOL_CALL, "run_tools", S.THINKING)
-_row((S.LISTENING, S.SPEAKING, S.MUTED), Ev.TOOL_CALL, "run_tools", SAME)
+_row((S.SPEAKING,), Ev.TOOL_CALL, "run_tools_aside", SAME)
+_row((S.LISTENING, S.MUTED), Ev.TOOL_CALL, "run_tools", SAME)
 # reload, mute, problems
 _row((S.LISTENING, *REPLYING), Ev.CANCEL, "cancel", REST)
 _row((S.STARTING, *AT_REST, S.LISTENING, *REPLYING), Ev.MUTE, "mute", S.MUTED)

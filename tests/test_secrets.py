@@ -95,7 +95,7 @@ def test_scrub_catches_the_json_escaped_spelling():
 CHILD_ENV = """
 import os, subprocess, sys
 from edged import secrets
-key = secrets.load_api_key("")
+key = secrets.load_api_key("", forget=True)
 print("source", key.source)
 print("os.environ", [v for v in ("GEMINI_API_KEY", "GOOGLE_API_KEY") if v in os.environ])
 print("child", subprocess.run(["env"], capture_output=True, text=True).stdout.count("_API_KEY"))
@@ -122,7 +122,7 @@ def test_key_from_a_file_still_clears_the_environment(tmp_path, monkeypatch):
     f = tmp_path / "key"
     f.write_text(KEY + "\n")
     monkeypatch.setenv("GOOGLE_API_KEY", "")
-    assert secrets.load_api_key(str(f)).source == str(f)
+    assert secrets.load_api_key(str(f), forget=True).source == str(f)
     assert "GOOGLE_API_KEY" not in os.environ
 
 
@@ -186,3 +186,10 @@ def test_non_dumpable_process_is_closed_to_its_own_user(mode, expected):
             holder.wait(30)
     finally:
         shutil.rmtree(d)
+
+
+def test_a_tool_that_does_not_forget_can_read_the_key_again(monkeypatch):
+    # edgectl doctor reads the key in several steps; only the daemon forgets it
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    assert secrets.load_api_key("").reveal() == KEY
+    assert secrets.load_api_key("").reveal() == KEY and os.environ["GEMINI_API_KEY"] == KEY

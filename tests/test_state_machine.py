@@ -20,12 +20,13 @@ from google.genai import types
 from edged import config
 from edged.conversation import Conversation
 from edged.errors import EdgedError
-from edged.live.session import LiveHandler
+from edged.live.session import LiveHandler, TurnEnd
 from edged.ports import Ports
 from edged.state import State
 from edged.transitions import REST, SAME, TABLE, Ev, markdown
 
 PCM = b"\x01\x00" * 160
+SILENT_TURN = TurnEnd(audio_bytes=0, tool_calls=0, pending_tool_calls=(), interrupted=False, user_turn=True)
 
 
 @dataclass
@@ -185,6 +186,7 @@ ARGS = {
     Ev.TURN_START: ("button",), Ev.TURN_OFFLINE: ("button",), Ev.UNREACHABLE: ("offline: network down",), Ev.TURN_AUDIO: (PCM,), Ev.SPEECH_END: ("silence",), Ev.NO_SPEECH: ("no_speech",),
     Ev.REQUEST_TURN: ("button",), Ev.SAY: ("hello",), Ev.AUDIO: (PCM,), Ev.STALE_AUDIO: (PCM,),
     Ev.TOOL_CALL: ([types.FunctionCall(id="c1", name="get_devices", args={})],), Ev.CANCEL: ("reload",),
+    Ev.NO_ANSWER: (SILENT_TURN,),
 }
 
 
@@ -304,6 +306,25 @@ async def eff_finish_reply(h, before):
 async def eff_run_tools(h, before):
     await h.until(lambda: ("live", "send_tool_responses", ["c1"]) in h.rec.calls, "the tool's response")
     assert h.published("tool_call") and h.published("tool_result")[0]["ok"]
+
+
+async def eff_run_tools_aside(h, before):
+    await h.until(lambda: ("live", "send_tool_responses", ["c1"]) in h.rec.calls, "the tool's response")
+    call = h.published("tool_call")[0]
+    assert call["id"] == "c1" and call["state"] == "speaking"  # edgectl events: the call, during speech
+    assert not h.rec.has("player", "flush") and h.conv._reply_timer is None
+    assert h.conv.stats["tool_calls_during_speech"] == 1
+
+
+async def eff_wait_for_tools(h, before):
+    assert h.conv.stats["turns_completed"] == 1 and h.conv._reply_timer is not None  # bounded
+    assert h.conv.why.startswith("thinking (tool_pending")
+
+
+async def eff_no_answer(h, before):
+    assert h.conv.stats["no_answers"] == 1 and h.conv.stats["turns_completed"] == 1
+    assert h.published("no_answer")[0]["reason"].startswith("no_answer")
+    assert h.conv.why == "idle (no answer: the model chose not to answer)" and h.conv._reply_timer is None
 
 
 async def eff_give_up(h, before):
@@ -529,3 +550,157 @@ async def test_stop_ends_the_sender_and_tool_calls():
     with contextlib.suppress(EdgedError):
         h.conv.say("late")
     assert h.conv.state == State.STOPPING
+
+
+# ---- issue 10: asynchronous calls, no answer, a refused model ------------------------------------
+CALL = [types.FunctionCall(id="c1", name="set_device", args={"device": "lamp", "state": "on"})]
+
+
+async def test_a_tool_call_during_speech_runs_beside_the_reply():
+    h = await reach(State.SPEAKING)
+    try:
+        h.parts.tools.release.clear()  # the call runs until released
+        before = h.changes
+        h.conv.on_tool_call(CALL)
+        assert h.conv.state == State.SPEAKING and h.changes > before  # status/LED told: a call runs
+        await h.until(lambda: h.rec.has("tools", "call"), "the tool call")
+        assert [c["id"] for c in h.conv.tools_running] == ["c1"] and h.conv.tools_running[0]["name"] == "set_device"
+        h.conv.on_audio(PCM)  # the reply goes on while the call runs
+        assert h.rec.calls.count(("player", "write", len(PCM))) == 1 and not h.rec.has("player", "flush")
+        assert not h.published("state")  # the state never left speaking
+        changes = h.changes
+        h.parts.tools.release.set()
+        await h.until(lambda: ("live", "send_tool_responses", ["c1"]) in h.rec.calls, "the response")
+        await h.until(lambda: not h.conv.tools_running, "the call to end")
+        assert h.changes > changes and h.published("tool_result")[0]["state"] == "speaking"
+        h.conv.on_turn_end(TurnEnd(4800, 1, (), False, True))
+        h.conv.on_turn_complete()
+        h.conv.on_drained()
+        assert h.conv.state == State.IDLE
+    finally:
+        await h.close()
+
+
+async def test_interrupt_scheduling_is_a_real_cut_and_its_reply_plays():
+    h = await reach(State.SPEAKING)
+    try:
+        h.conv.on_tool_call(CALL)
+        await h.until(lambda: h.rec.has("live", "send_tool_responses"), "the response")
+        h.conv.on_interrupted()  # the response's INTERRUPT: the server cut the reply
+        assert h.conv.state == State.IDLE and h.rec.has("player", "flush")
+        h.conv.on_turn_end(TurnEnd(4800, 1, (), True, True))
+        h.conv.on_turn_complete()
+        h.conv.on_audio(PCM)  # the answer with the call's result
+        assert h.conv.state == State.SPEAKING
+    finally:
+        await h.close()
+
+
+async def test_a_reply_the_model_gives_on_its_own_plays_and_rests():
+    """WHEN_IDLE: after the reply ended, the call's result makes the model speak again."""
+    h = await reach(State.IDLE)
+    try:
+        h.conv.on_audio(PCM)
+        assert h.conv.state == State.SPEAKING and h.rec.has("player", "write")
+        h.conv.on_turn_end(TurnEnd(len(PCM), 0, (), False, False))
+        h.conv.on_turn_complete()
+        assert h.rec.has("player", "end_of_reply") and h.conv.state == State.SPEAKING
+        h.conv.on_drained()
+        assert h.conv.state == State.IDLE
+    finally:
+        await h.close()
+
+
+async def test_no_answer_is_idle_at_once_never_the_reply_timeout():
+    h = Harness(reply_timeout_s=60.0)
+    try:
+        for method, *args in PATHS[State.THINKING]:
+            getattr(h.conv, method)(*args)
+        assert h.conv._reply_timer is not None
+        h.conv.on_turn_end(SILENT_TURN)
+        h.conv.on_turn_complete()
+        assert h.conv.state == State.IDLE and h.conv._reply_timer is None
+        assert h.conv.why == "idle (no answer: the model chose not to answer)"
+        assert h.published("no_answer")[0]["user_turn"] is True
+        assert [e["state"] for e in h.published("state")][-1] == "idle"
+    finally:
+        await h.close()
+
+
+async def test_a_silent_turn_while_an_older_call_runs_is_still_no_answer():
+    """A watch from an earlier turn still runs: a later turn the model does not answer is not held."""
+    h = await reach(State.IDLE)
+    try:
+        h.parts.tools.release.clear()
+        h.conv.on_tool_call(CALL)  # idle -> thinking, the call runs
+        h.conv.on_turn_end(TurnEnd(0, 1, ("c1",), False, False))
+        h.conv.on_turn_complete()
+        assert h.conv.state == State.THINKING  # its result will be spoken: wait
+        h.conv.on_audio(PCM)
+        h.conv.on_turn_end(TurnEnd(len(PCM), 0, ("c1",), False, False))
+        h.conv.on_turn_complete()
+        h.conv.on_drained()
+        assert h.conv.state == State.IDLE and h.conv.tools_running
+        h.conv.say("hello")  # a new turn; the model says nothing, the old call still runs
+        h.conv.on_turn_end(TurnEnd(0, 0, ("c1",), False, True))
+        h.conv.on_turn_complete()
+        assert h.conv.state == State.IDLE and h.conv.stats["no_answers"] == 1
+    finally:
+        h.parts.tools.release.set()
+        await h.close()
+
+
+@pytest.mark.parametrize("follow_up", [True, False])
+async def test_tool_pending_waits_for_the_follow_up_bounded_by_the_reply_timeout(follow_up):
+    h = Harness(reply_timeout_s=0.3)
+    try:
+        for method, *args in PATHS[State.THINKING]:
+            getattr(h.conv, method)(*args)
+        h.parts.tools.release.clear()
+        h.conv.on_tool_call(CALL)
+        h.conv.on_turn_end(TurnEnd(0, 1, ("c1",), False, True))
+        h.conv.on_turn_complete()
+        assert h.conv.state == State.THINKING and "tool_pending" in h.conv.why
+        h.parts.tools.release.set()
+        await h.until(lambda: h.rec.has("live", "send_tool_responses"), "the response")
+        if follow_up:
+            h.conv.on_audio(PCM)  # the model speaks the call's result
+            assert h.conv.state == State.SPEAKING
+        else:
+            await h.until(lambda: h.conv.state == State.IDLE, "the reply timeout", timeout=5)
+            assert h.conv.why == "idle (no reply)"
+    finally:
+        await h.close()
+
+
+async def test_a_refused_model_makes_error_whose_why_names_the_model_and_the_fix():
+    h = await reach(State.IDLE)
+    try:
+        detail = ("live.model 'gemini-9-live' is not available to this key (1008 models/gemini-9-live is not "
+                  "found ...); fix: set live.model to a Live model the key can use")
+        h.conv.on_connection("model_unavailable", detail)
+        assert h.problems[-1] == ("live", f"model_unavailable: {detail}")
+        h.conv.on_health(["live"])  # what the root does when the problem registry changes
+        assert h.conv.state == State.ERROR
+        assert "gemini-9-live" in h.conv.why and "fix: set live.model" in h.conv.why
+        h.conv.on_health(["capture", "live"])  # another part fails too: why says both
+        assert h.conv.why.startswith("error (capture; live: model_unavailable")
+        h.conv.on_connection("connected", "s1")
+        h.conv.on_health([])
+        assert h.conv.state == State.IDLE and h.problems[-1] == ("live", None)
+    finally:
+        await h.close()
+
+
+async def test_a_generation_summary_never_closes_the_open_turn():
+    """The Ear and the Live session both call on_turn_end: the session's TurnEnd (e.g. for the reply a
+    barge-in cut, arriving while the new turn is open) must not end the user's turn."""
+    h = await reach(State.LISTENING)
+    try:
+        h.conv.on_turn_end(TurnEnd(4800, 0, (), True, True))
+        await asyncio.sleep(0)
+        assert h.conv.state == State.LISTENING and not h.rec.has("live", "activity_end")
+        h.conv.on_turn_end("silence")  # the Ear's end of the turn still closes it
+        assert h.conv.state == State.THINKING
+    finally:
+        await h.close()

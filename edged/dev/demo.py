@@ -5,8 +5,11 @@ scripted conversation rendered with espeak-ng: a wake word and "turn on the kitc
 (a function call switches the LED), "what do you see" (a camera frame reaches the model), a
 GoAway ridden through with the resumption handle, a volume change (``edgectl volume``), a restart
 that resumes with the persisted handle and keeps the volume, a barge-in during a long reply, and
-the emulator stopped: the wake word then gets the "can't reach" cue at once.  Sound cues are on
-and the emulator paces replies like Google (bursts faster than real time).
+the emulator stopped: the wake word then gets the "can't reach" cue at once.  Sound cues are on.
+The daemon runs the default model's profile (gemini-3.8-live: function calls NON_BLOCKING, so the
+reply goes on while the light switches) and the emulator sends replies the way Google does (pacing
+"google": bursts faster than real time).  When mosquitto is installed, a Home Assistant part follows
+(edged/dev/demo_mqtt.py): the light switched and an announcement sent over MQTT.
 """
 
 from __future__ import annotations
@@ -23,16 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from ..sim.scenario import Scenario
+from . import demo_mqtt
 from .rig import Rig
 
 WAKE = "hey jarvis"
 
 SCENARIO = [
-    [  # 1
+    [  # 1: the call comes in the middle of the reply (NON_BLOCKING): the reply plays on, the light
+        # switches, and the result (WHEN_IDLE) brings the confirmation once the reply is over
         {"input_transcript": "turn on the kitchen light"},
-        {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "on"}}},
-        {"say": "The kitchen light is on."},
-        {"output_transcript": "The kitchen light is on."},
+        {"say": "Sure, turning on the kitchen light."},
+        {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "on"},
+                       "then": [{"say": "The kitchen light is on."},
+                                {"output_transcript": "The kitchen light is on."}]}},
+        {"say": "One moment."},
     ],
     [  # 2
         {"input_transcript": "what do you see"},
@@ -54,6 +61,10 @@ SCENARIO = [
         {"input_transcript": "turn off the kitchen light"},
         {"tool_call": {"name": "set_device", "args": {"device": "kitchen_light", "state": "off"}}},
         {"say": "Done, the light is off."},
+    ],
+    [  # 6: Home Assistant's announcement (the MQTT part)
+        {"say": demo_mqtt.ANNOUNCEMENT},
+        {"output_transcript": demo_mqtt.ANNOUNCEMENT},
     ],
 ]
 
@@ -82,13 +93,14 @@ class Timeline:
             score = f" score {ev['score']:.2f}" if ev.get("score") is not None else ""
             self.say("wake", f"{ev.get('model') or ev.get('source')}{score}")
         elif kind == "tool_call":
-            self.say("call", f"{ev['name']}({', '.join(f'{k}={v!r}' for k, v in (ev.get('args') or {}).items())})")
+            args = ", ".join(f"{k}={v!r}" for k, v in (ev.get("args") or {}).items())
+            self.say("call", f"{ev['name']}({args}) id={ev.get('id')} while {ev.get('state')}")
         elif kind == "tool_result":
             self.say("result", f"{ev['name']} -> {ev.get('response')}")
         elif kind == "transcript":
             self.say(ev.get("role", "?"), repr(ev.get("text")))
         elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute",
-                      "cue", "offline_wake", "volume", "live_retry"):
+                      "no_answer", "tool_cancel", "announce", "cue", "offline_wake", "volume", "live_retry"):
             detail = {k: v for k, v in ev.items() if k not in ("event", "time")}
             self.say(kind, " ".join(f"{k}={v}" for k, v in detail.items()))
 
@@ -134,13 +146,23 @@ async def _gpio(rig: Rig, tl: Timeline) -> None:
 async def run_demo(out: Path, models_dir: Path) -> Rig:
     cache = out.parent / ".audio-cache"
     tl = Timeline()
-    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"), cues=True)
+    broker = demo_mqtt.start_broker(out)
+    overrides = {"mqtt": demo_mqtt.mqtt_section(broker)} if broker else {}
+    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"),
+              overrides=overrides, cues=True)
+    if broker is None:
+        tl.say("demo", "mosquitto is not installed: no Home Assistant part (apt-get install mosquitto)")
     tl.say("demo", f"starting the emulator and `edged run` (log: {rig.log_path})")
-    await rig.start()
+    try:
+        await rig.start()
+    except BaseException:
+        if broker:
+            broker.stop()
+        raise
     follower = asyncio.create_task(_follow(rig, tl))
     try:
         st = await rig.status()
-        tl.say("demo", f"edged is {st['state']}; live {st['live']['state']}")
+        tl.say("demo", f"edged is {st['state']}; live {st['live']['state']}, model {st['live']['model']}")
         await asyncio.sleep(1.0)
         await _turn(rig, tl, 1, cache)
         await _gpio(rig, tl)
@@ -175,6 +197,8 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         await asyncio.sleep(1.5)
         await _turn(rig, tl, 5, cache)
         await _gpio(rig, tl)
+        if broker is not None:
+            await demo_mqtt.home_assistant_part(rig, broker, tl)
 
         tl.say("demo", "the assistant goes away (the emulator stops); then the wake word")
         await rig.emu.stop()
@@ -192,6 +216,8 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
     finally:
         follower.cancel()
         await rig.close()
+        if broker is not None:
+            broker.stop()
     return rig
 
 

@@ -400,15 +400,17 @@ class MqttBridge:
                 if self._dirty:
                     topic = next(iter(self._dirty))
                     payload = self._dirty.pop(topic)
+                    # counted as sent while in flight, so a refresh meanwhile does not send it twice
+                    # (a failed publish ends the connection, and the next one forgets _sent)
+                    if payload in (b"", ""):
+                        self._sent.pop(topic, None)
+                    else:
+                        self._sent[topic] = payload
                     try:
                         await client.publish(topic, payload, qos=1, retain=True, timeout=10)
                     except BaseException:
                         self._dirty.setdefault(topic, payload)  # kept (unless superseded) for the next connection
                         raise
-                    if payload in (b"", ""):
-                        self._sent.pop(topic, None)
-                    else:
-                        self._sent[topic] = payload
                 else:
                     topic, payload = self._transient.popleft()
                     await client.publish(topic, payload, qos=1, retain=False, timeout=10)
@@ -438,8 +440,10 @@ class MqttBridge:
         def fire() -> None:
             self._timers.discard(handle)
             self.stats["rediscoveries"] += 1
-            log.info("mqtt: Home Assistant came online: discovery and state published again")
+            log.info("mqtt: Home Assistant came online: discovery, availability and state published again")
             self._queue_discovery(force=True)
+            if self._connected:  # (retained already; a Home Assistant that lost it gets it again)
+                self._set(self._availability, "online", force=True)
             self._refresh(force=True)
 
         handle = loop.call_later(delay, fire)

@@ -218,6 +218,23 @@ def check_daemon(cfg: Any, socket_path: str | None, timeout: float) -> Check:
     return Check("daemon", "ok", f"running, state {state}")
 
 
+def check_mqtt(cfg: Any, socket_path: str | None, timeout: float) -> Check:
+    """Home Assistant over MQTT: the daemon's bridge when it runs, else a probe of the broker."""
+    from ..mqtt import doctor as mqtt_doctor  # noqa: PLC0415
+
+    status = None
+    if cfg.mqtt.enabled:
+        try:
+            answer = ControlClient(socket_path or cfg.control.socket, timeout=timeout).request("status")
+            status = answer.get("mqtt") if isinstance(answer, dict) else None
+        except EdgedError:
+            status = None  # the daemon is not running: the broker is probed
+        if isinstance(status, dict) and status.get("enabled") is False:
+            status = None  # a daemon started before mqtt was enabled: reload it (check_daemon says it runs)
+    result, detail, fix = mqtt_doctor.check(cfg.mqtt, status, timeout=timeout)
+    return Check("mqtt", result, detail, fix)
+
+
 def run(config_path: str | None = None, socket_path: str | None = None, *, timeout: float = 3.0,
         live: bool = False) -> list[Check]:
     from ..audio import alsalog  # noqa: PLC0415
@@ -227,7 +244,7 @@ def run(config_path: str | None = None, socket_path: str | None = None, *, timeo
     endpoint = check_endpoint(cfg, timeout)
     checks = [first, *check_alsa(cfg, timeout), check_models(cfg), check_camera(cfg), check_gpio(cfg),
               check_api_key(cfg), endpoint, *_live_checks(cfg, endpoint, timeout, live), check_unit(timeout),
-              check_daemon(cfg, socket_path, timeout)]
+              check_daemon(cfg, socket_path, timeout), check_mqtt(cfg, socket_path, timeout)]
     return checks
 
 

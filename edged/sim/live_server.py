@@ -8,6 +8,11 @@ Public API::
     emu.base_url                 # "https://127.0.0.1:PORT"  -> HttpOptions(base_url=...)
     emu.ca_file                  # PEM to trust: ssl.create_default_context(cafile=emu.ca_file)
     emu.frames                   # deque of Frame(conn, t, kind, data, payload) received (bounded)
+    emu.sent                     # deque of Frame sent to clients (bounded): t = monotonic time just before
+                                 # the send; kinds audio (payload = the 24 kHz PCM), turn_complete,
+                                 # generation_complete, interrupted, tool_call, tool_call_cancellation,
+                                 # go_away, resumption_update, setup_complete, transcript
+    emu.sent_of(kind, conn=None) -> list[Frame]
     emu.connections              # list of ConnRecord (setup, resumed, handle, close code, violations...)
     emu.handshake_rejections     # list of (t, http_status, reason) for refused handshakes
     emu.sessions                 # dict session_id -> SimSession(id, turns)
@@ -98,6 +103,7 @@ PATH_SUFFIX = ".GenerativeService.BidiGenerateContent"
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
 CHUNK_MS = 40
 MAX_FRAMES = 50_000
+MAX_SENT = 20_000  # sent messages kept (audio chunks of 40 ms: 13 minutes of reply audio at most)
 INVALID_HANDLE = "resumption handle is invalid"
 GOOGLE_BURST_S = 1.0  # audio per burst in pacing "google"
 GOOGLE_RATE = 3.0  # average delivery rate in pacing "google", times real time (txtCaster#209: 3-4x)
@@ -221,6 +227,7 @@ class LiveEmulator:
         self.speed = speed
         self.record_path = Path(record) if record else None
         self.frames: deque[Frame] = deque(maxlen=MAX_FRAMES)
+        self.sent: deque[Frame] = deque(maxlen=MAX_SENT)
         self.connections: list[ConnRecord] = []
         self.handshake_rejections: list[tuple[float, int, str]] = []
         self.sessions: dict[str, SimSession] = {}
@@ -319,6 +326,9 @@ class LiveEmulator:
             assert self._changed is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.1))
+
+    def sent_of(self, kind: str, conn: int | None = None) -> list[Frame]:
+        return [f for f in self.sent if f.kind == kind and (conn is None or f.conn == conn)]
 
     def frames_of(self, kind: str, conn: int | None = None) -> list[Frame]:
         return [f for f in self.frames if f.kind == kind and (conn is None or f.conn == conn)]
@@ -423,10 +433,33 @@ class LiveEmulator:
     def pacing_mode(self) -> str:
         return self.pacing or self.scenario.pacing or "realtime"
 
-    async def _send(self, c: _Conn, message: dict[str, Any] | str) -> None:
+    async def _send(self, c: _Conn, message: dict[str, Any] | str, payload: bytes = b"") -> None:
         text = message if isinstance(message, str) else json.dumps(message)
         async with c.send_lock:
+            self._note_sent(c, message, payload)
             await c.ws.send(text)
+
+    _SENT_KINDS = (("toolCall", "tool_call"), ("toolCallCancellation", "tool_call_cancellation"),
+                   ("goAway", "go_away"), ("sessionResumptionUpdate", "resumption_update"),
+                   ("setupComplete", "setup_complete"))
+    _CONTENT_KINDS = (("modelTurn", "audio"), ("inputTranscription", "transcript"),
+                      ("outputTranscription", "transcript"), ("interrupted", "interrupted"),
+                      ("generationComplete", "generation_complete"), ("turnComplete", "turn_complete"))
+
+    def _note_sent(self, c: _Conn, message: dict[str, Any] | str, payload: bytes) -> None:
+        """What was sent, when (the monotonic clock is the machine's: tests compare it with the daemon's)."""
+        if not isinstance(message, dict):
+            return
+        t = time.monotonic()
+        sc = message.get("serverContent") or {}
+        kinds = [k for key, k in self._CONTENT_KINDS if sc.get(key)]
+        kinds += [k for key, k in self._SENT_KINDS if key in message]
+        for kind in kinds:
+            audio = kind == "audio"
+            self.sent.append(Frame(c.rec.n, t, kind, {"bytes": len(payload)} if audio else message,
+                                   payload if audio else b""))
+        if kinds:
+            self._notify()
 
     def _issue_handle(self, session: SimSession) -> str:
         h = secrets.token_urlsafe(24)
@@ -677,7 +710,7 @@ class LiveEmulator:
         for i in range(0, len(pcm), step):
             chunk = pcm[i:i + step]
             await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
-                "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}})
+                "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}}, chunk)
             c.reply_audio_out += len(chunk)
             if mode == "instant" or speed == 0:
                 continue

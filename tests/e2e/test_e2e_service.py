@@ -91,9 +91,9 @@ async def test_edgectl_commands_against_the_daemon(served):
     await run("config", "set", "wake.threshold", "0.6", check=0)
     assert "threshold = 0.6" in rig.config_path.read_text()
     before = rig.config_path.read_text()
-    p = await run("config", "set", "wake.threshold", "7", check=1)
-    assert "wake.threshold" in p.stderr
-    p = await run("config", "set", "wake.nonsense", "1", check=1)
+    p = await run("config", "set", "wake.threshold", "7", check=78)  # an invalid config: EX_CONFIG
+    assert f"{rig.config_path}: wake.threshold: must be less than 1" in p.stderr
+    p = await run("config", "set", "wake.nonsense", "1", check=78)
     assert "no such key" in p.stderr
     assert rig.config_path.read_text() == before
     p = await run("--json", "config", "show", check=0)

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import os
-import shutil
-import socket
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GPIOZERO_MOCK_REVISION", "d04170")  # a Pi 5, before gpiozero reads it
@@ -23,11 +18,12 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edged.config import GpioConfig, GpioDevice, MqttConfig
+from edged.dev import mosquitto
+from edged.dev.mosquitto import Broker as _Broker
+from edged.dev.mosquitto import free_port, port_open  # noqa: F401 - the tests import them from here
 from edged.mqtt import MqttBridge, SpeakerAdapter
 from edged.service.control import EventHub
 from edged.tools.gpio import GpioBank
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 DEVICES = [
     dict(name="kitchen_light", kind="led", pin=17, description="Kitchen light"),
@@ -42,62 +38,13 @@ DEVICES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Broker:
-    """mosquitto as a plain process on 127.0.0.1 with a generated config (no persistence)."""
-
-    def __init__(self, workdir: Path, extra: str = "", anonymous: bool = True) -> None:
-        self.dir = workdir
-        self.port = free_port()
-        self.extra = extra
-        self.anonymous = anonymous
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.conf = self.dir / "mosquitto.conf"
-        self.log = self.dir / "mosquitto.log"
+class Broker(_Broker):
+    """The harness's mosquitto (edged/dev/mosquitto.py); a test fails, not errors, without it."""
 
     def start(self) -> None:
-        if not Path(MOSQUITTO).exists():
+        if mosquitto.find() is None:
             pytest.fail("mosquitto is not installed (scripts/test installs it; or: apt-get install mosquitto)")
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
-            "persistence false\n"
-            # run as root (tests as root), mosquitto would switch to its own user and lose the test's files
-            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "") +
-            f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-            f"{self.extra}\n")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while not port_open(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
-                                   f" {self.log.read_text() if self.log.exists() else ''}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("mosquitto did not listen within 10 s")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        super().start()
 
 
 @pytest.fixture(scope="module")

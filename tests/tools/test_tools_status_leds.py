@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from gpiozero import LED, PWMLED, RGBLED
 
 from edged.state import State
-from edged.status_leds import StatusLights
+from edged.status_leds import TOOL_MIN_S, StatusLights
 
 from .conftest import wait_for
 
@@ -131,3 +133,87 @@ def test_closed_device_does_not_raise(led):
     led.close()
     s.show(State.LISTENING)
     assert s.current == State.LISTENING and s.error and "Closed" in s.error
+
+
+# ---- a tool call running while idle or speaking: an overlay over the state's pattern --------------------
+AMBER = [1.0, 0.55, 0.0]
+GREEN = [0.0, 1.0, 0.0]
+
+
+def rgb_of(factory) -> list[float]:
+    return [round(factory.pin(p).state, 2) for p in (5, 6, 13)]
+
+
+def test_rgb_tool_overlay_during_speaking_and_back(factory):
+    d = RGBLED(5, 6, 13, pin_factory=factory)
+    s = StatusLights(d)
+    s.show(State.SPEAKING)
+    assert rgb_of(factory) == GREEN
+    s.show(State.SPEAKING, tools=True)
+    assert s.overlay and s.current == State.SPEAKING
+    assert wait_for(lambda: rgb_of(factory) == AMBER)  # amber ...
+    assert wait_for(lambda: rgb_of(factory) == GREEN)  # ... alternating with the state's green
+    assert wait_for(lambda: rgb_of(factory) == AMBER)
+    s.show(State.SPEAKING, tools=False)  # the call is over: the overlay ends by itself
+    assert wait_for(lambda: not s.overlay)
+    assert rgb_of(factory) == GREEN and not is_blinking(d)
+    factory.pin(5).clear_states()
+    assert not wait_for(lambda: len(factory.pin(5).states) > 1, timeout=0.5)  # steady green from now on
+    s.close()
+    d.close()
+
+
+def test_a_call_shorter_than_the_minimum_is_still_shown(factory):
+    d = RGBLED(5, 6, 13, pin_factory=factory)
+    s = StatusLights(d)
+    s.show(State.IDLE)
+    for p in (5, 6, 13):
+        factory.pin(p).clear_states()
+    t0 = time.monotonic()
+    s.show(State.IDLE, tools=True)
+    s.show(State.IDLE, tools=False)  # a GPIO switch: over in a millisecond
+    assert s.overlay
+    assert wait_for(lambda: not s.overlay)
+    assert time.monotonic() - t0 >= TOOL_MIN_S  # it stayed the minimum (waits never end early)
+    red = [st.state for st in factory.pin(5).states]
+    assert red.count(1.0) >= 2  # amber was on the LED (red at full), more than once
+    assert rgb_of(factory) == [0.0, 0.0, 0.08]
+    d.close()
+
+
+def test_a_state_change_ends_the_overlay_at_once_and_thinking_has_none(factory):
+    d = RGBLED(5, 6, 13, pin_factory=factory)
+    s = StatusLights(d)
+    s.show(State.SPEAKING, tools=True)
+    assert wait_for(lambda: rgb_of(factory) == AMBER)
+    s.show(State.LISTENING, tools=True)  # a barge-in: the state wins, no overlay while listening
+    assert not s.overlay and rgb_of(factory) == [0.0, 1.0, 1.0]
+    s.show(State.THINKING, tools=True)  # thinking's breathing already says "working"
+    assert not s.overlay and is_blinking(d)
+    s.close()
+    d.close()
+
+
+def test_plain_led_tool_overlay_is_long_on_short_off(led, factory):
+    pin = factory.pin(20)
+    s = StatusLights(led)
+    s.show(State.SPEAKING)
+    s.show(State.SPEAKING, tools=True)
+    pin.clear_states()
+    assert changes(pin, 6)
+    s.show(State.SPEAKING, tools=False)
+    steps = pin.states[1:6]
+    on = [st.timestamp for st in steps if not st.state]  # going dark: an "on" ended
+    off = [st.timestamp for st in steps if st.state]
+    assert on and off and all(t >= 0.29 for t in on) and all(0.09 <= t < 0.29 for t in off), (on, off)
+    assert wait_for(lambda: not s.overlay)
+    assert is_blinking(led)  # speaking's own fast blink is back
+    s.close()
+
+
+def test_no_device_records_the_overlay():
+    s = StatusLights(None)
+    s.show(State.SPEAKING, tools=True)
+    assert s.overlay and s.current == State.SPEAKING
+    s.show(State.IDLE)
+    assert not s.overlay
