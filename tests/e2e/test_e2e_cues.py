@@ -126,7 +126,9 @@ async def test_cues_land_in_the_playback_wav_in_order(tmp_path, models_dir):
 
 
 async def test_volume_scales_the_played_samples_and_persists_across_a_restart(tmp_path, models_dir):
-    scenario = Scenario([[{"tool_call": {"name": "set_volume", "args": {"level": 50}}}], [TONE]])
+    # the model answers the function result without audio (then: no_answer), as 3.8 may
+    scenario = Scenario([[{"tool_call": {"name": "set_volume", "args": {"level": 50}, "then": [{"no_answer": True}]}}],
+                         [TONE]])
     rig = Rig(tmp_path / "rig", models_dir, scenario=scenario)
     events: list[dict] = []
     try:
@@ -140,8 +142,9 @@ async def test_volume_scales_the_played_samples_and_persists_across_a_restart(tm
         assert (await rig.status())["volume"]["level"] == 50
         # a reply at 50: every sample is rint(sample * 0.125), saturated
         assert (await rig.request("say", text="play a tone"))["ok"]
-        await _status_until(rig, lambda st: st["audio"]["playback"]["replies"] == 1 and st["state"] == "idle",
-                            "the reply played")
+        st = await _status_until(rig, lambda st: st["audio"]["playback"]["replies"] >= 1 and st["state"] == "idle",
+                                 "the reply played")
+        assert st["audio"]["playback"]["replies"] == 1, (st["audio"]["playback"], st["conversation"])
         # edgectl volume down: 50 -> 40, kept in the state dir
         answer = await rig.request("volume", step="down")
         assert answer["ok"] and answer["result"]["level"] == 40 and answer["result"]["backend"] == "software"
