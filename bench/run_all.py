@@ -10,8 +10,10 @@ bench_audio.py (the listening path's memory and CPU vs a bare openWakeWord proce
 bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways), bench_mqtt.py
 (Home Assistant command -> GPIO pin change through a real mosquitto) and bench_endpoint.py (end of
 speech -> end of turn per detector and room noise, cut-offs of paused commands, Smart Turn
-inference time) and bench_asynctools.py (gemini-3.8-live in Google-like pacing: the silence a
-NON_BLOCKING call adds to the reply it interrupts, a non-answer's turnComplete -> idle).  Medians and
+inference time), bench_asynctools.py (gemini-3.8-live in Google-like pacing: the silence a
+NON_BLOCKING call adds to the reply it interrupts, a non-answer's turnComplete -> idle) and
+bench_player.py (wake -> cue start, first reply chunk -> first ALSA write and underruns per reply
+under Google-like pacing).  Medians and
 ratios come from this run; absolute times are labelled with the machine they were measured on.
 The table goes to stdout and to bench/results/latest.md (or --out), the raw figures to
 bench/results/latest.json (or --json); a run of some steps (``--only``) writes
@@ -81,6 +83,40 @@ def run_mqtt(samples: int) -> dict[str, Any]:
         if not out.exists():
             raise RuntimeError(f"bench_mqtt.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
         return json.loads(out.read_text())
+
+
+def run_player(models: Path, wakes: int, replies: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edged-bench-player-") as d:
+        out = Path(d) / "player.json"
+        p = _sub([str(BENCH / "bench_player.py"), "--wakes", str(wakes), "--replies", str(replies),
+                  "--models", str(models), "--json", str(out)], 1800)
+        if not out.exists():
+            raise RuntimeError(f"bench_player.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
+
+
+def player_rows(p: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    w = p.get("wake_cue")
+    if w:
+        s = w["wake_to_cue_sound_ms"]
+        rows.append(("10a", "Wake → cue start: the daemon's `wake` event → the \"wake\" cue's first samples start to "
+                     "sound (the Player's write, or later when the device still held audio)",
+                     _ms(s) + f"; to the write: median {w['wake_to_cue_write_ms']['median']} ms"
+                     + (f"; {w['misses']} of {w['wakes']} wakes missed" if w["misses"] else ""),
+                     f"≤ {w['goal_ms']} ms", _verdict(s["p95"], w["goal_ms"])))
+    g, r = p.get("google"), p.get("realtime")
+    if g:
+        rows.append(("10b", "First reply chunk → first ALSA write, Google-like pacing (1 s bursts, 3x real time; "
+                     f"adaptive jitter buffer, hold {g['jitter']['hold_ms']} ms after the run)",
+                     _ms(g["reply_to_write_ms"]) + (f"; real-time pacing: median {r['reply_to_write_ms']['median']} ms,"
+                                                    f" p95 {r['reply_to_write_ms']['p95']} ms" if r else ""),
+                     "p95 ≤ 20 ms", _verdict(g["reply_to_write_ms"]["p95"], 20)))
+        rows.append(("10c", "Underruns per reply (the speaker ran dry mid-reply), Google-like pacing",
+                     f"**{g['underruns_per_reply']}** ({g['underruns']} in {g['replies']} replies of 2.5 s)"
+                     + (f"; real-time pacing: {r['underruns_per_reply']} per reply, hold {r['jitter']['hold_ms']} ms"
+                        if r else ""), "0", _verdict(g["underruns_per_reply"], 0)))
+    return rows
 
 
 def run_asynctools(models: Path, runs: int) -> dict[str, Any]:
@@ -283,6 +319,8 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
         rows += endpoint_rows(r["endpoint"])
     if r.get("asynctools"):
         rows += asynctools_rows(r["asynctools"])
+    if r.get("player"):
+        rows += player_rows(r["player"])
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     out = [f"# edged benchmarks ({mode})", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; {now}; "
@@ -302,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="every figure as JSON (default bench/results/latest.json, "
                     "or only-STEPS.json with --only)")
     ap.add_argument("--out", metavar="FILE", help="the table (default bench/results/latest.md, or only-STEPS.md)")
-    ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint, asynctools); default all")
+    ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint, "
+                    "asynctools, player); default all")
     a = ap.parse_args(argv)
     stem = "only-" + "-".join(sorted(a.only.split(","))) if a.only else "latest"
     a.json = a.json or str(BENCH / "results" / f"{stem}.json")
@@ -311,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     models = Path(a.models)
     n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
          "live_samples": 5 if q else 30, "goaways": 20 if q else 100, "mqtt_samples": 50 if q else 200,
-         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "async_runs": 4 if q else 12}
+         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "async_runs": 4 if q else 12,
+         "player_wakes": 5 if q else 20, "player_replies": 5 if q else 20}
     t0 = time.monotonic()
     results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n,
                                "commit": commit()}
@@ -320,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     results["daemon"] = daemon
 
     steps = set(a.only.split(",")) if a.only else {"audio", "ort", "idle", "turns", "startup", "live", "mqtt",
-                                                        "endpoint", "asynctools"}
+                                                        "endpoint", "asynctools", "player"}
 
     def part(name: str, **kw: Any) -> Any:
         async def go() -> Any:
@@ -347,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         _step("endpoint", lambda: run_endpoint(models, q), results, errors)
     if "asynctools" in steps:
         _step("asynctools", lambda: run_asynctools(models, n["async_runs"]), results, errors)
+    if "player" in steps:
+        _step("player", lambda: run_player(models, n["player_wakes"], n["player_replies"]), results, errors)
     elapsed = time.monotonic() - t0
     results["errors"] = errors
     results["elapsed_s"] = round(elapsed, 1)

@@ -37,6 +37,7 @@ from .errors import ConfigError, EdgedError
 from .health import Problems
 from .ports import Deadline, LoopPost, Ports, Tasks
 from .ringing import Ringer
+from .secrets import Secret
 from .service.control import EventHub
 from .service.notify import Notifier
 from .startup import Trace, import_live_sdk, settle_memory
@@ -49,9 +50,9 @@ if TYPE_CHECKING:
     from .audio.device import Worker
     from .audio.ear import Ear
     from .audio.playback import Player
+    from .audio.volume import Volume
     from .live.session import LiveSession
     from .mqtt.bridge import MqttBridge
-    from .secrets import Secret
     from .service.control import ControlServer
     from .status_leds import StatusLights
     from .timers import Timers
@@ -86,6 +87,7 @@ class Parts:
     lights: StatusLights
     camera: Camera | None
     tools: ToolRegistry
+    volume: Volume
     player: Player
     capture: Capture
     ear: Ear
@@ -204,10 +206,11 @@ class App:
         ring = parts.build_ring(cfg)
         control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
         timers = parts.build_timers(cfg, self.ringer.ring, self.ringer.ended)
-        household = parts.build_household(timers)
+        volume = parts.build_volume(cfg)
+        household = parts.build_household(timers, volume)
         built = Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
-                      tools=parts.build_tools(gpio, camera, self._send_video, household),
-                      player=parts.build_player(cfg, self.ports, self.conv.on_drained),
+                      tools=parts.build_tools(gpio, camera, self._send_video, household), volume=volume,
+                      player=parts.build_player(cfg, self.ports, self.conv.on_drained, volume, parts.build_cues(cfg)),
                       capture=parts.build_capture(cfg, self.ports, ring),
                       ear=parts.build_ear(cfg, self.ports, ring, self.conv, models),
                       live=parts.build_live(cfg, self.api_key, self.conv, self._tool_schemas), control=control,
@@ -267,7 +270,11 @@ class App:
         self._status_changed()  # the new LED shows the current state
 
     async def _open_player(self, stack: AsyncExitStack) -> None:
-        player = self.running_parts().player
+        p = self.running_parts()
+        player, volume = p.player, p.volume
+        await asyncio.to_thread(volume.start)  # the kept level (state dir), the mixer if configured
+        stack.callback(_quietly, "volume", volume.stop)
+        await self._load_cues(player)
         player.start()
         stack.push_async_callback(self._join, player)
         self.ringer.player_started()  # a new player rings on while something rings
@@ -281,6 +288,12 @@ class App:
             self.ports.problem("timers", f"timers: {exc}")
             return
         stack.push_async_callback(self._bounded, "timers", timers.stop)
+
+    async def _load_cues(self, player: Player) -> None:
+        cues = parts.build_cues(self.cfg)
+        await asyncio.to_thread(cues.load)  # custom WAVs are read here (a bad one: the built-in sound)
+        self.ports.problem("cues", "; ".join(cues.problems.values()) or None)
+        player.set_cues(cues, self.cfg.cues.duck / 100)
 
     async def _open_hearing(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -368,6 +381,7 @@ class App:
             if new is None:
                 new = config.load(self.cfg.path)
             await self.apply(new)
+            await self._reconnect_if_refused()
         except ConfigError as exc:
             log.error("reload refused, the old config stays: %s", exc)
             self.problems.note_error(str(exc))
@@ -410,7 +424,8 @@ class App:
             p.camera = parts.build_camera(new, p.gpio)
             p.tools = parts.build_tools(p.gpio, p.camera, self._send_video, p.household)
         if "player" in restart:
-            p.player = parts.build_player(new, self.ports, self.conv.on_drained)
+            p.volume.configure(new.audio)  # the same Volume (the tools hold it); start() restores the level
+            p.player = parts.build_player(new, self.ports, self.conv.on_drained, p.volume)
         if "hearing" in restart:
             ring = parts.build_ring(new)
             p.capture = parts.build_capture(new, self.ports, ring)
@@ -431,8 +446,48 @@ class App:
         for name in GROUPS:
             if name in restart:
                 await self._open(name)
+        if "cues" in changed and "player" not in restart:
+            await self._load_cues(p.player)  # the player goes on; a cue sounding finishes
         # a devices change reaches the bridge through this event: it re-publishes the discovery
         self.publish({"event": "reloaded", "sections": sorted(changed)})
+
+    async def _reconnect_if_refused(self) -> None:
+        """After a reload: a key that changed (file or credential) gets a new Live session at once;
+        while the service refuses us, one early try (the session allows one per 30 s)."""
+        p = self.running_parts()
+        key = await asyncio.to_thread(self._reread_key)
+        if key != self.api_key:
+            log.info("reload: the API key changed: a new Live session")
+            self.api_key = key
+            await self._close("live", Deadline(RELOAD_STOP_S))
+            old = p.live
+            p.live = parts.build_live(self.cfg, key, self.conv, self._tool_schemas)
+            p.live.adopt_counters(old)
+            await self._open("live")
+        elif self.conv.reach.refused:
+            self.publish({"event": "live_retry", "by": "reload", "tried": p.live.retry_now()})
+
+    def _reread_key(self) -> Secret | None:
+        """The key as it is now in live.api_key_file or the credential (one from the environment
+        cannot change: it was read once and removed); the current one when it cannot be read."""
+        from .secrets import load_api_key
+
+        if self.api_key is not None and self.api_key.source.startswith("$"):
+            return self.api_key
+        try:
+            return load_api_key(self.cfg.live.api_key_file, self.cfg.path)
+        except ConfigError as exc:
+            log.warning("reload: the API key cannot be read again (%s): keeping the current one", exc)
+            return self.api_key
+
+    def set_volume(self, value: Any) -> dict[str, Any]:
+        """``edgectl volume N|up|down`` and the model's set_volume: ToolError for a bad value."""
+        volume = self.running_parts().volume
+        before = volume.level
+        volume.set(value)
+        if volume.level != before:
+            self.publish({"event": "volume", "level": volume.level, "was": before, "by": "edgectl"})
+        return volume.status()
 
     # ---- wiring --------------------------------------------------------------------------------------
     def _tool_schemas(self) -> list[Any]:
@@ -495,11 +550,12 @@ class App:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "muted": conv.muted,
             "config": cfg.path,
-            "live": {"state": conv.live_state, **(part(p and p.live, "status") or {})},
+            "live": {"state": conv.live_state, **(part(p and p.live, "status") or {}), **conv.reach.status()},
             "wake": {**conv.wake_stats, "models": list(cfg.wake.models), "threshold": cfg.wake.threshold,
                      **({"ear": part(p.ear)} if p else {})},
             "audio": {"capture_device": cfg.audio.capture_device, "playback_device": cfg.audio.playback_device,
                       "capture": part(p and p.capture), "playback": part(p and p.player)},
+            "volume": part(p and p.volume, "status"),
             "tools_running": conv.tools_running,  # calls running now; during speech they run beside the reply
             "conversation": dict(conv.stats),
             "gpio": part(p and p.gpio, "states"),
@@ -583,6 +639,12 @@ class _Controls:
 
     def reset_session(self) -> None:
         self._app.running_parts().live.reset_handle()
+
+    def set_volume(self, value: Any) -> dict[str, Any]:
+        return self._app.set_volume(value)
+
+    def volume_status(self) -> dict[str, Any]:
+        return self._app.running_parts().volume.status()
 
 
 def _quietly(what: str, fn: Callable[[], object]) -> None:

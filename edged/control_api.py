@@ -53,6 +53,8 @@ class ControlPort(Protocol):
     def say(self, text: str) -> None: ...
     def set_muted(self, on: bool) -> None: ...
     def reset_session(self) -> None: ...
+    def set_volume(self, value: Any) -> dict[str, Any]: ...
+    def volume_status(self) -> dict[str, Any]: ...
 
 
 class ControlApi:
@@ -175,3 +177,19 @@ class ControlApi:
     async def cmd_timers_stop(self, req: dict[str, Any]) -> Any:
         """Silence what rings now (the timers that rang are done; alarms too)."""
         return {"stopped": self._timers().stop_ringing()}
+
+    async def cmd_volume(self, req: dict[str, Any]) -> Any:
+        """``{"level": 0..100}``, ``{"step": "up" | "down"}``, or neither to ask; answers the volume's
+        status (``level``, ``backend``, ``mixer``...)."""
+        level, step = req.get("level"), req.get("step")
+        if level is not None and step is not None:
+            raise CommandError("volume takes level or step, not both", "usage")
+        if step is not None:
+            if step not in ("up", "down"):
+                raise CommandError(f"step must be up or down (got {step!r})", "usage")
+            return self._port.set_volume(step)
+        if level is not None:
+            if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+                raise CommandError(f"level must be a whole number from 0 to 100 (got {level!r})", "usage")
+            return self._port.set_volume(level)
+        return self._port.volume_status()

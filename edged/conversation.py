@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import EdgedError
+from .live.reach import DOWN, Reach
 from .ports import ConversationParts, Ports
 from .state import State
 from .transitions import REST, SAME, TABLE, Ev
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 _SEND_SLACK_FRAMES = 25
 
 _SPEECH_ENDS = ("silence", "max_length")  # any other end of a turn means nothing was said
+# turns that a person started on purpose: acknowledged with the "wake" cue (not a follow-up)
+_WAKE_CUE_SOURCES = ("wake", "button", "edgectl")
 
 
 class Conversation:
@@ -62,6 +65,7 @@ class Conversation:
         self.why = "starting"
         self.since = time.monotonic()
         self.live_state = "not started"
+        self.reach = Reach()  # connected / reconnecting / offline, from the session's connection states
         self._critical: list[str] = []  # critical parts with a problem: the resting state is ERROR
         # True from a barge-in (or a turn with nothing said, a timeout, mute) until the old reply's
         # interrupted/turnComplete: its messages arrive as the stale_* events
@@ -81,7 +85,7 @@ class Conversation:
             "turns": 0, "turns_completed": 0, "barge_ins": 0, "interruptions": 0, "no_speech": 0, "cancelled": 0,
             "send_drops": 0, "capture_drops": 0, "tool_calls": 0, "tool_calls_during_speech": 0, "no_answers": 0,
             "text_turns": 0, "last_turn_end": None,
-            "last_transcript": {}}
+            "last_transcript": {}, "offline_wakes": 0}
 
     # ---- lifecycle (the root) -----------------------------------------------------------------
     def attach(self, parts: ConversationParts) -> None:
@@ -210,8 +214,12 @@ class Conversation:
         self._ports.publish({"event": "wake", "model": model, "score": round(score, 3), "source": "wake_word"})
 
     def on_turn_start(self, source: str) -> None:
-        # the wake word while a timer or alarm rings stops the ringing (a follow-up turn does not)
-        self.handle(Ev.RING_TURN_START if source == "wake" and self.ringing else Ev.TURN_START, source)
+        # the wake word while a timer or alarm rings stops the ringing (a follow-up turn does not);
+        # otherwise a turn while the assistant cannot be reached gets the "offline" cue
+        if source == "wake" and self.ringing:
+            self.handle(Ev.RING_TURN_START, source)
+        else:
+            self.handle(Ev.TURN_OFFLINE if self.reach.offline else Ev.TURN_START, source)
 
     def on_turn_audio(self, pcm: bytes) -> None:
         self.handle(Ev.TURN_AUDIO, pcm)
@@ -280,14 +288,17 @@ class Conversation:
             if st.get("last_close_code") is not None:
                 fields["CLOSE_CODE"] = st["last_close_code"]
         log.info("live %s %s", state, detail, extra={"fields": fields})
-        if state in ("auth_failed", "offline", "model_unavailable", "setup_refused"):
-            # model_unavailable / setup_refused: the detail names the model and the fix (LiveSession)
+        self.reach.update(state, detail)
+        if state in DOWN:  # offline, auth_failed, model_unavailable, setup_refused, no_key
+            # model_unavailable / setup_refused / no_key: the detail names what to fix (LiveSession)
             self._live_problem = f"{state}: {detail}" if detail else state
             self._ports.problem("live", self._live_problem)
         elif state in ("connected", "resumed"):
             self._live_problem = None
             self._ports.problem("live", None)
-        self._ports.publish({"event": "connection", "state": state, "detail": detail})
+        self._ports.publish({"event": "connection", "state": state, "detail": detail, **self.reach.status()})
+        if state in DOWN:
+            self.handle(Ev.UNREACHABLE, self.reach.verdict()[1])  # a turn waiting for it is given up
         self._on_change()
 
     # ---- actions (the table's) -------------------------------------------------------------------
@@ -322,6 +333,8 @@ class Conversation:
     def _open(self, source: str) -> str:
         if source != "wake":
             self._ports.publish({"event": "wake", "source": source})
+        if source in _WAKE_CUE_SOURCES:
+            self._cue("wake")
         self._cancel_timers()
         self.stats["turns"] += 1
         self._enqueue("start", source)
@@ -336,6 +349,7 @@ class Conversation:
         self._enqueue("audio", pcm)
 
     def _do_close_turn(self, reason: str) -> str:
+        self._cue("listen_end")
         self._end_turn(reason)
         self._arm_reply_timer()
         return f"thinking (end of speech: {reason})"
@@ -470,12 +484,14 @@ class Conversation:
         self._call_off()
         if self._parts is not None:
             self._parts.capture.set_muted(True)
+        self._cue("mute_on")
         log.info("microphone muted")
         self._ports.publish({"event": "mute", "muted": True})
         return "muted"
 
     def _do_unmute(self) -> str:
         self._p().capture.set_muted(False)
+        self._cue("mute_off")
         log.info("microphone on")
         self._ports.publish({"event": "mute", "muted": False})
         return "microphone on"
@@ -488,6 +504,40 @@ class Conversation:
     def _do_stop_ringing_drop_turn(self, source: str) -> None:
         self._p().ear.cancel_turn()  # the wake word only silenced the ringing: no turn
         self._do_stop_ringing(source)
+    def _do_offline_turn(self, source: str) -> str:
+        """A turn opened while the assistant cannot be reached: the "offline" cue, no turn (the Ear's
+        is called off, a reply in flight too), and one early reconnect if the service had refused us."""
+        why = self.reach.verdict()[1]
+        self.stats["offline_wakes"] += 1
+        log.warning("%s while the assistant cannot be reached (%s): no turn", source, why)
+        self._call_off()
+        self._cue("offline")
+        retry = False
+        if self.reach.refused and self._parts is not None:
+            retry = self._parts.live.retry_now()  # at most one early try per 30 s (the session's rule)
+        self._ports.publish({"event": "offline_wake", "source": source, "why": why, "retry": retry})
+        return f"the assistant cannot be reached ({why})"
+
+    def _do_give_up_offline(self, why: str) -> str:
+        """The session went offline while a turn waited for it: tell the person now, not at the reply
+        timeout."""
+        log.warning("the assistant cannot be reached (%s): the turn is given up", why)
+        self._call_off()
+        self._cue("offline")
+        self._ports.publish({"event": "turn_end", "reason": "offline"})
+        return f"the assistant cannot be reached ({why})"
+
+    def _cue(self, name: str) -> None:
+        """Play a sound cue (not when it is switched off in [cues]); published as a ``cue`` event."""
+        if self._parts is None:
+            return
+        try:
+            played = self._parts.player.play_cue(name)
+        except Exception as exc:  # a cue must never break a transition
+            log.warning("cue %s: %s", name, exc)
+            return
+        if played:
+            self._ports.publish({"event": "cue", "name": name})
 
     def _do_stop(self) -> str:
         self._call_off()

@@ -129,6 +129,9 @@ def main(args: Any) -> int:
     logs.setup(level)
     if not hardened:
         log.warning("the process could not be made non-dumpable (see above)")
+    from .audio import alsalog
+
+    alsalog.install()  # libasound's own error lines go to our logger (debug), before any PCM is opened
     api_key = load_api_key(cfg.live.api_key_file, cfg.path, forget=True)  # the key variables leave the environment
     if api_key is None and not cfg.live.base_url:
         log.error("no API key: set GEMINI_API_KEY, live.api_key_file, or the gemini-api-key credential")

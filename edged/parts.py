@@ -18,10 +18,12 @@ from .ports import Ports
 if TYPE_CHECKING:
     from .announce import Announcer
     from .audio.capture import Capture
+    from .audio.cues import CueBank
     from .audio.ear import Ear
     from .audio.endpoint import Endpointer
     from .audio.frames import FrameRing
     from .audio.playback import Player
+    from .audio.volume import Volume
     from .audio.wake import WakeDetector
     from .config import Config
     from .control_api import ControlApi
@@ -101,13 +103,29 @@ def build_household(timers: Timers | None, volume: Any = None) -> HouseholdTools
     return HouseholdTools(timers, volume)
 
 
-def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None]) -> Player:
-    """The player; ``on_drained`` runs on the loop."""
+def build_volume(cfg: Config) -> Volume:
+    """The volume (software gain or ALSA mixer), kept in the state dir; ``start()`` restores it."""
+    from .audio.volume import Volume
+
+    return Volume(cfg.audio, cfg.state.dir)
+
+
+def build_cues(cfg: Config) -> CueBank:
+    """The sound cues at the player's rate (``load()`` reads custom files: call it off the loop)."""
+    from .audio.cues import CueBank
+
+    return CueBank(cfg.cues, rate=cfg.audio.playback_rate)
+
+
+def build_player(cfg: Config, ports: Ports, on_drained: Callable[[], None], volume: Volume | None = None,
+                 cues: CueBank | None = None) -> Player:
+    """The player, scaled by the volume's software gain, mixing the cues; ``on_drained`` runs on the loop."""
     from .audio.playback import Player
 
     a = cfg.audio
     return Player(a.playback_device, rate=a.playback_rate, channels=a.playback_channels, jitter_ms=a.jitter_ms,
-                  on_status=ports.device_status("playback"), on_drained=lambda: ports.post(on_drained))
+                  on_status=ports.device_status("playback"), on_drained=lambda: ports.post(on_drained),
+                  gain=volume.soft if volume is not None else None, cues=cues, duck=cfg.cues.duck / 100)
 
 
 def build_wake(cfg: Config, ports: Ports) -> WakeDetector | None:

@@ -31,6 +31,7 @@ from .state import State
 class Ev(StrEnum):
     READY = "ready"  # the parts are up
     TURN_START = "turn_start"  # the Ear opened a turn (the wake word, or a trigger it was given)
+    TURN_OFFLINE = "turn_offline"  # the same while the assistant cannot be reached (edged.live.reach)
     TURN_AUDIO = "turn_audio"  # audio of the open turn, from the Ear
     SPEECH_END = "speech_end"  # the Ear closed the turn after speech (silence, max_length)
     NO_SPEECH = "no_speech"  # the Ear closed the turn with nothing said, or cancelled it
@@ -47,6 +48,7 @@ class Ev(StrEnum):
     DRAINED = "drained"  # the player played the reply's last sample
     TOOL_CALL = "tool_call"  # the model calls functions
     REPLY_TIMEOUT = "reply_timeout"  # no reply within turn.reply_timeout_s
+    UNREACHABLE = "unreachable"  # the Live session went offline (or was refused) while a turn waits
     CANCEL = "cancel"  # a reload: call the turn and the reply off
     MUTE = "mute"
     UNMUTE = "unmute"
@@ -85,6 +87,10 @@ _row((S.STARTING, *RUNNING), Ev.STOP, "stop", S.STOPPING)
 _row(AT_REST, Ev.TURN_START, "open_turn", S.LISTENING)
 _row(REPLYING, Ev.TURN_START, "barge_in", S.LISTENING)
 _row((S.STARTING, S.MUTED), Ev.TURN_START, "reject_turn", SAME)
+# offline manners: a wake while the assistant cannot be reached plays the "offline" cue, opens nothing
+_row((*AT_REST, *REPLYING), Ev.TURN_OFFLINE, "offline_turn", REST)
+_row((S.STARTING, S.MUTED), Ev.TURN_OFFLINE, "reject_turn", SAME)
+_row((S.LISTENING, S.THINKING), Ev.UNREACHABLE, "give_up_offline", REST)
 _row((S.LISTENING,), Ev.TURN_AUDIO, "send_turn_audio", SAME)
 _row((S.LISTENING,), Ev.SPEECH_END, "close_turn", S.THINKING)
 _row((S.LISTENING,), Ev.NO_SPEECH, "close_unheard", REST)

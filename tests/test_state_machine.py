@@ -56,6 +56,13 @@ class FakePlayer:
         self.rec.add("player", "flush")
         return 0
 
+    def play_cue(self, name: str, *, loop: bool = False) -> bool:
+        self.rec.add("player", "play_cue", name)
+        return True
+
+    def stop_cue(self) -> None:
+        self.rec.add("player", "stop_cue")
+
 
 class FakeEar:
     def __init__(self, rec: Rec) -> None:
@@ -100,6 +107,10 @@ class FakeLive:
 
     def status(self) -> dict:
         return {"session_id": "test-session", "last_close_code": None}
+
+    def retry_now(self) -> bool:
+        self.rec.add("live", "retry_now")
+        return True
 
 
 class FakeTools:
@@ -186,7 +197,7 @@ PATHS = {
 }
 
 ARGS = {
-    Ev.TURN_START: ("button",), Ev.TURN_AUDIO: (PCM,), Ev.SPEECH_END: ("silence",), Ev.NO_SPEECH: ("no_speech",),
+    Ev.TURN_START: ("button",), Ev.TURN_OFFLINE: ("button",), Ev.UNREACHABLE: ("offline: network down",), Ev.TURN_AUDIO: (PCM,), Ev.SPEECH_END: ("silence",), Ev.NO_SPEECH: ("no_speech",),
     Ev.REQUEST_TURN: ("button",), Ev.SAY: ("hello",), Ev.AUDIO: (PCM,), Ev.STALE_AUDIO: (PCM,),
     Ev.TOOL_CALL: ([types.FunctionCall(id="c1", name="get_devices", args={})],), Ev.CANCEL: ("reload",),
     Ev.NO_ANSWER: (SILENT_TURN,),
@@ -222,6 +233,19 @@ async def eff_open_turn(h, before):
     await _sent(h, "activity_start")
     assert h.published("wake")[0]["source"] == "button"
     assert h.conv.stats["turns"] >= 1
+
+
+async def eff_offline_turn(h, before):
+    assert ("player", "play_cue", "offline") in h.rec.calls and h.rec.has("ear", "cancel_turn")
+    assert not h.rec.has("live", "activity_start") and h.published("offline_wake")[0]["source"] == "button"
+    assert h.conv.stats["offline_wakes"] == 1
+    if before in (State.THINKING, State.SPEAKING):  # the reply in flight is called off
+        assert h.rec.has("player", "flush") and h.conv._stale
+
+
+async def eff_give_up_offline(h, before):
+    assert ("player", "play_cue", "offline") in h.rec.calls and h.rec.has("ear", "cancel_turn") and h.conv._stale
+    assert h.published("turn_end")[-1]["reason"] == "offline"
 
 
 async def eff_barge_in(h, before):

@@ -49,6 +49,11 @@ class SoftGain:
             if self.ramp == 0:
                 self._current = self._target
 
+    def settle(self) -> None:
+        """Take the target gain at once, without a ramp (call when nothing is sounding)."""
+        with self._lock:
+            self._current = self._target
+
     def apply(self, pcm: bytes) -> bytes:
         """Scale a chunk of whole frames (``len(pcm)`` a multiple of ``2 * channels``)."""
         if len(pcm) % (2 * self.channels):

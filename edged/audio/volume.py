@@ -72,6 +72,13 @@ class Volume:
                              ramp=max(1, cfg.playback_rate // 100))
 
     # lifecycle ---------------------------------------------------------------------------------
+    def configure(self, cfg: AudioConfig) -> None:
+        """A reload of ``[audio]``: the new settings and a new ``soft`` for the new player (its channel
+        count may have changed); ``start()`` then restores the level and reopens the mixer."""
+        self.stop()
+        self.cfg = cfg
+        self.soft = SoftGain(gain(self.level), channels=cfg.playback_channels, ramp=max(1, cfg.playback_rate // 100))
+
     def start(self) -> None:
         self.level = self._restore()
         if self.cfg.mixer:

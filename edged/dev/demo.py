@@ -4,12 +4,13 @@ The real daemon (``edged run``) with only the edges swapped (see :mod:`edged.dev
 scripted conversation rendered with espeak-ng: a wake word and "turn on the kitchen light"
 (a function call switches the LED), "set a timer for three seconds" (it rings, and the wake word
 silences it without opening a turn), "what do you see" (a camera frame reaches the model), a
-GoAway ridden through with the resumption handle, a restart that resumes with the persisted
-handle, and a barge-in during a long reply.  The daemon runs the default model's profile
-(gemini-3.8-live: function calls NON_BLOCKING, so the reply goes on while the light switches) and
-the emulator sends replies the way Google does (pacing "google": bursts faster than real time).
-When mosquitto is installed, a Home Assistant part follows (edged/dev/demo_mqtt.py): the light
-switched and an announcement sent over MQTT.
+GoAway ridden through with the resumption handle, a volume change (``edgectl volume``), a restart
+that resumes with the persisted handle and keeps the volume, a barge-in during a long reply, and
+the emulator stopped: the wake word then gets the "can't reach" cue at once.  Sound cues are on.
+The daemon runs the default model's profile (gemini-3.8-live: function calls NON_BLOCKING, so the
+reply goes on while the light switches) and the emulator sends replies the way Google does (pacing
+"google": bursts faster than real time).  When mosquitto is installed, a Home Assistant part follows
+(edged/dev/demo_mqtt.py): the light switched and an announcement sent over MQTT.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Timeline:
             what = f"{ev['id']} {ev.get('label', '')!r} {ev['what']}"
             self.say("timer", what + (f" ({ev['reason']})" if ev.get("reason") else ""))
         elif kind in ("connection", "barge_in", "interrupted", "video_frame", "turn_end", "gpio", "error", "mute",
-                      "no_answer", "tool_cancel", "announce"):
+                      "no_answer", "tool_cancel", "announce", "cue", "offline_wake", "volume", "live_retry"):
             detail = {k: v for k, v in ev.items() if k not in ("event", "time")}
             self.say(kind, " ".join(f"{k}={v}" for k, v in detail.items()))
 
@@ -136,6 +137,15 @@ async def _turn(rig: Rig, tl: Timeline, n: int, cache: Path, *, wait_idle: bool 
     if wait_idle:
         await rig.wait_state("thinking", "speaking", timeout=30)
         await rig.wait_state("idle", timeout=60)
+
+
+async def _until(rig: Rig, pred: Any, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not pred(st := await rig.status()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"demo: condition not met within {timeout:.0f} s (state {st['state']})")
+        await asyncio.sleep(0.05)
+    return st
 
 
 async def _gpio(rig: Rig, tl: Timeline) -> None:
@@ -167,7 +177,8 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
     tl = Timeline()
     broker = demo_mqtt.start_broker(out)
     overrides = {"mqtt": demo_mqtt.mqtt_section(broker)} if broker else {}
-    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"), overrides=overrides)
+    rig = Rig(out / "rig", models_dir, scenario=Scenario(SCENARIO, repeat_last=True, pacing="google"),
+              overrides=overrides, cues=True)
     if broker is None:
         tl.say("demo", "mosquitto is not installed: no Home Assistant part (apt-get install mosquitto)")
     tl.say("demo", f"starting the emulator and `edged run` (log: {rig.log_path})")
@@ -198,12 +209,17 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         tl.say("demo", f"reconnected: resumed={conn.resumed} with the newest handle")
         await _turn(rig, tl, 4, cache)
 
+        tl.say("demo", "edgectl volume 50 (then the replies play at (50/100)^3 of full scale)")
+        answer = (await rig.request("volume", level=50))["result"]
+        tl.say("volume", f"level {answer['level']} ({answer['backend']})")
+
         tl.say("demo", "restarting the daemon (SIGTERM, then edged run again)")
         before = len(rig.emu.connections)
         await rig.restart(signal.SIGTERM)
         await rig.emu.wait_connections(before + 1, timeout=15)
         conn = rig.emu.connections[-1]
         tl.say("demo", f"after the restart: resumed={conn.resumed} with the persisted handle")
+        tl.say("volume", f"level {(await rig.status())['volume']['level']} (kept in the state dir)")
 
         tl.say("demo", "a long reply, then the wake word again in the middle of it (barge-in)")
         await _turn(rig, tl, 5, cache, wait_idle=False)
@@ -213,6 +229,15 @@ async def run_demo(out: Path, models_dir: Path) -> Rig:
         await _gpio(rig, tl)
         if broker is not None:
             await demo_mqtt.home_assistant_part(rig, broker, tl)
+
+        tl.say("demo", "the assistant goes away (the emulator stops); then the wake word")
+        await rig.emu.stop()
+        await _until(rig, lambda st: st["live"].get("reach") == "offline")
+        tl.say("user", f"says {WAKE!r}")
+        rig.speak(_pcm(WAKE, cache), pad_s=1.0)
+        st = await _until(rig, lambda st: st["conversation"].get("offline_wakes", 0) >= 1
+                          and st["audio"]["playback"].get("cue") is None)
+        tl.say("demo", f"the \"can't reach\" cue played; {st['state']}: {st['why']}")
 
         tl.say("demo", "edgectl status against the running daemon:")
         proc = await asyncio.create_subprocess_exec(

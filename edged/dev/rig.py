@@ -21,6 +21,7 @@ from typing import Any
 
 import tomli_w
 
+from ..config import CUE_NAMES
 from ..control_client import AsyncControlClient, ControlClient
 from ..errors import ControlError
 from ..sim.live_server import LiveEmulator
@@ -46,8 +47,10 @@ class RigError(RuntimeError):
 class Rig:
     def __init__(self, root: Path, models_dir: Path, *, scenario: Scenario | None = None, speed: float = 1.0,
                  devices: list[dict[str, Any]] | None = None, camera: str = "synthetic",
-                 overrides: dict[str, dict[str, Any]] | None = None, env: dict[str, str] | None = None) -> None:
+                 overrides: dict[str, dict[str, Any]] | None = None, env: dict[str, str] | None = None,
+                 cues: bool = False) -> None:
         self.root = Path(root)
+        self.cues = cues  # sound cues on; off by default so replies land in the WAV bit-exact
         self.models_dir = Path(models_dir)
         self.scenario = scenario
         self.speed = speed
@@ -73,7 +76,8 @@ class Rig:
         cfg: dict[str, Any] = {
             "live": {"base_url": self.emu.base_url, "ca_file": str(self.emu.ca_file), "backoff_initial_s": 0.2,
                      "backoff_max_s": 2.0, "connect_timeout_s": 5.0, "auth_retry_s": 5.0},
-            "audio": {"capture_device": "mic", "playback_device": "speaker", "jitter_ms": 80},
+            # volume 100: the reply is written as the emulator sent it (gain 1)
+            "audio": {"capture_device": "mic", "playback_device": "speaker", "jitter_ms": 80, "volume": 100},
             "wake": {"models": ["hey_jarvis"], "models_dir": str(self.models_dir)},
             "turn": {"silence_ms": 700, "no_speech_timeout_s": 4.0},
             "state": {"dir": str(self.state_dir)},
@@ -82,6 +86,8 @@ class Rig:
             "camera": {"backend": self.camera, "max_side": 640},
             "log": {"level": "info"},
         }
+        if not self.cues:
+            cfg["cues"] = {name: {"enabled": False} for name in CUE_NAMES}
         names = {d["name"]: d["kind"] for d in self.devices}
         if names.get("status") == "rgb_led":
             cfg["gpio"]["status_led"] = "status"
@@ -92,6 +98,10 @@ class Rig:
         if names.get("mute") == "button":
             cfg["gpio"]["mute_button"] = "mute"
         for section, values in self.overrides.items():
+            if section == "cues" and "cues" in cfg:  # per-cue tables merge, so one cue can be switched on
+                for key, value in values.items():
+                    cfg["cues"][key] = {**cfg["cues"].get(key, {}), **value} if isinstance(value, dict) else value
+                continue
             cfg.setdefault(section, {}).update(values)
         return cfg
 

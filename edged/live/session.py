@@ -58,7 +58,7 @@ from google.genai import types
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..config import LiveConfig
-from ..secrets import Secret
+from ..secrets import Secret, missing_key
 from .backoff import Backoff
 from .profiles import DEFAULT_MODEL, lookup
 from .resumption import Handle, HandleStore
@@ -78,6 +78,8 @@ from .wire import (
 log = logging.getLogger(__name__)
 
 HANDLE_FILE = "live_handle.json"
+RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many seconds
+_REFUSED = ("auth_failed", "model_unavailable", "setup_refused")
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ class LiveSession:
         self._finished: asyncio.Event | None = None
         self._send_lock: asyncio.Lock | None = None
         self._last_end: tuple[str, str] = ("", "")
+        self._retry_now_at: float | None = None
         self._stats: dict[str, Any] = {
             "session_id": None, "last_close_code": None, "last_close_reason": "", "reconnects": 0,
             "resumes": 0, "fresh_starts": 0, "goaways": 0, "auth_failures": 0, "resume_fallbacks": 0,
@@ -231,6 +234,22 @@ class LiveSession:
         self._handle_loaded = True
         self.store.clear()
         log.info("resumption handle forgotten: the next connection starts a fresh session")
+
+    def retry_now(self) -> bool:
+        """While the service refuses us (auth failed, model or setup refused) the session waits
+        ``live.auth_retry_s`` between tries: try once now instead (a wake, ``edgectl reload``).  At most
+        one such try per ``RETRY_NOW_MIN_S``; returns whether one was started."""
+        if self._stats["state"] not in _REFUSED or self._stopping:
+            return False
+        now = time.monotonic()
+        if self._retry_now_at is not None and now - self._retry_now_at < RETRY_NOW_MIN_S:
+            log.info("not retrying the Live connection yet: the last early try was %.0f s ago (one per %.0f s)",
+                     now - self._retry_now_at, RETRY_NOW_MIN_S)
+            return False
+        self._retry_now_at = now
+        log.info("retrying the Live connection now (%s)", self._stats["state"])
+        self._events()[0].set()  # ends the wait in _sleep()
+        return True
 
     async def stop(self) -> None:
         self._stopping = True
@@ -411,6 +430,18 @@ class LiveSession:
         """Connect, receive and reconnect until stop()."""
         _, connected_evt, finished = self._events()
         finished.clear()
+        no_key = missing_key(self.cfg.base_url, self._api_key)
+        if no_key:  # Google without a key: connect to nothing, say so until stopped
+            self._stats["last_error"] = no_key
+            log.error("Live session not started: %s", no_key)
+            self._emit("no_key", no_key)
+            try:
+                while not self._stopping:
+                    await self._sleep(3600)
+            finally:
+                self._stats["state"] = "stopped"
+                finished.set()
+            return
         self._stats["state"] = "starting"
         # in a thread: building the client imports its HTTP stack and loads the CA bundle (about 0.1 s),
         # which would hold up the loop, and READY, at start-up

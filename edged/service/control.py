@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[Any]]  # (request) or (request, peer)
 KINDS = ("usage", "config", "not_found", "failed", "permission")
 COMMANDS = ("status", "config.show", "config.get", "config.set", "config.validate", "reload", "gpio.list",
-            "gpio.set", "wake", "say", "snapshot", "session.reset", "mute", "events")
+            "gpio.set", "wake", "say", "snapshot", "session.reset", "mute", "volume", "events")
 _peer: contextvars.ContextVar[Peer | None] = contextvars.ContextVar("edged_control_peer", default=None)
 
 

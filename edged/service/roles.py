@@ -5,7 +5,7 @@ supplementary groups the process really has).  From that, one of two roles:
 
 - ``operator``: members of the control group (``control.group``, default the service's own
   group) and the service user: read status and configuration, follow events, switch GPIO
-  outputs, wake, say, mute, take snapshots, list, cancel and silence timers.
+  outputs, wake, say, mute, set the volume, take snapshots, list, cancel and silence timers.
 - ``admin``: root, and members of ``control.admin_group``: also configure (``config set``,
   ``reload``, ``session reset``).  Admin membership is taken only from the groups the kernel
   reports for the process, never from /etc/group alone.
@@ -39,6 +39,7 @@ COMMAND_ROLES: dict[str, str] = {
     "wake": OPERATOR,
     "say": OPERATOR,
     "mute": OPERATOR,
+    "volume": OPERATOR,
     "snapshot": OPERATOR,
     "timers.list": OPERATOR,
     "timers.cancel": OPERATOR,

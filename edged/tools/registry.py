@@ -35,6 +35,7 @@ from ..config import OUTPUT_KINDS, GpioDevice
 from ..errors import DeviceError, ToolError
 from .camera import Camera
 from .gpio import GpioBank
+from .household import HouseholdTools
 
 if TYPE_CHECKING:
     from .household import HouseholdTools
@@ -89,6 +90,7 @@ class ToolRegistry:
         self.household = household  # timers, alarms, volume (edged/tools/household.py): one instance, kept
         self.camera = camera
         self.send_video = send_video
+        self.household = household  # set_volume, and the timer functions when it has timers
         devs = gpio.devices if gpio is not None else {}
         # the daemon drives the status and camera LEDs itself: the model does not get them
         reserved = {getattr(gpio.cfg, "status_led", ""), getattr(gpio.cfg, "camera_led", "")} if gpio else set()

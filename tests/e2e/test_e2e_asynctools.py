@@ -57,7 +57,7 @@ async def test_non_blocking_call_mid_reply_plays_on_complete_and_switches_the_pi
         {"tone": {"hz": 550, "ms": 1200}},
     ]], pacing="google")
     async with speaker(tmp_path, models_dir, monkeypatch, scenario=scenario,
-                       audio={"jitter_ms": 80}) as sp:
+                       audio={"jitter_ms": 80, "volume": 100}) as sp:  # volume 100: gain 1
         assert sp.d.cfg.live.model == DEFAULT_MODEL == "gemini-3.8-live"
         events: list[dict] = []
         follower = asyncio.create_task(follow(tmp_path / "c.sock", events))

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import socket
 import threading
+import time
 
 import pytest
 
@@ -16,9 +17,20 @@ from edged.errors import ControlError, NotRunningError
 GPIO_FIELDS = {"name", "kind", "value", "room", "description", "ok", "error"}  # keyed by id; name: the friendly name
 
 
+def _settled(c, timeout: float = 30.0) -> dict:
+    """The status once the daemon is idle with its Live session connected: the daemon is shared by
+    the session's tests, and one that reloaded the config leaves it reconnecting for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = c.request("status")
+        if status["state"] == "idle" and status["live"].get("connected") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
 def test_read_only_answers(daemon):
     c, rig = daemon.client, daemon.rig
-    status = c.request("status")
+    status = _settled(c)
     assert status["state"] == "idle" and status["muted"] is False
     assert {"version", "pid", "state", "why", "uptime_s", "live", "wake", "audio", "gpio", "camera",
             "last_error"} <= set(status)
