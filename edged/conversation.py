@@ -85,7 +85,7 @@ class Conversation:
             "turns": 0, "turns_completed": 0, "barge_ins": 0, "interruptions": 0, "no_speech": 0, "cancelled": 0,
             "send_drops": 0, "capture_drops": 0, "tool_calls": 0, "tool_calls_during_speech": 0, "no_answers": 0,
             "text_turns": 0, "last_turn_end": None,
-            "last_transcript": {}, "offline_wakes": 0}
+            "last_transcript": {}, "offline_wakes": 0, "turns_given_up_offline": 0}
 
     # ---- lifecycle (the root) -----------------------------------------------------------------
     def attach(self, parts: ConversationParts) -> None:
@@ -522,6 +522,7 @@ class Conversation:
         """The session went offline while a turn waited for it: tell the person now, not at the reply
         timeout."""
         log.warning("the assistant cannot be reached (%s): the turn is given up", why)
+        self.stats["turns_given_up_offline"] += 1
         self._call_off()
         self._cue("offline")
         self._ports.publish({"event": "turn_end", "reason": "offline"})

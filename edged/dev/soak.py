@@ -37,6 +37,9 @@ from .tts import render
 
 UTTERANCE = "hey jarvis, lights on"
 REPLY = [{"tone": {"hz": 440, "ms": 200}}]
+# Faults after which the assistant is unreachable by design (an auth failure, 1008): a turn open
+# then is given up with the "can't reach" cue rather than replayed (README "Offline manners").
+OFFLINE_FAULTS = ("close_1008",)
 LINK_FAULTS = ("drop", "close_1011", "close_1008", "close_1007", "goaway", "reject_resume",
                "malformed_text", "malformed_keys")
 FAULTS = (*LINK_FAULTS, "slow", "capture_vanish", "camera")
@@ -86,6 +89,7 @@ class Soak:
         self.attempted = 0
         self.completed = 0
         self.lost_fault: Counter[str] = Counter()
+        self.told_offline: Counter[str] = Counter()
         self.lost_no_excuse: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.recovered: Counter[str] = Counter()
@@ -243,6 +247,10 @@ class Soak:
             await self.recover("camera-repair", base)
         if ok:
             self.completed += 1
+        elif fault in OFFLINE_FAULTS and when == "during" and why == "told offline":
+            # an auth failure makes the assistant unreachable: the person hears the "can't reach" cue
+            # and the turn is given up at once (issue 12's offline manners), not replayed later
+            self.told_offline[fault] += 1
         elif fault and when == "during":
             self.lost_fault[f"{fault}: {why}"] += 1
         else:
@@ -259,6 +267,7 @@ class Soak:
 
     async def _wait_turn(self, base: dict[str, Any]) -> tuple[bool, str]:
         done = base["conversation"]["turns_completed"]
+        given_up = base["conversation"].get("turns_given_up_offline", 0)
         try:
             await self.wait(lambda s: s["conversation"]["turns_completed"] > done and s["state"] in ("idle", "error")
                             and self.rig.mic_idle(), TURN_TIMEOUT_S, "reply")
@@ -266,6 +275,8 @@ class Soak:
         except SoakError:
             pass
         st = await self.status()
+        if st["conversation"].get("turns_given_up_offline", 0) > given_up:
+            return False, "told offline"
         if st["wake"]["detections"] <= base["wake"]["detections"]:
             return False, "wake word not detected"
         if st["conversation"]["turns"] <= base["conversation"]["turns"]:
@@ -322,6 +333,7 @@ async def run_soak(n: int, seed: int, root: Path, models_dir: Path, *, fault_rat
         report.update({
             "attempted": soak.attempted, "completed": soak.completed,
             "lost_with_fault_during": dict(soak.lost_fault), "lost_without_excuse": dict(soak.lost_no_excuse),
+            "told_offline": dict(soak.told_offline),
             "faults_injected": dict(soak.faults), "faults_recovered": dict(soak.recovered),
             "capture_vanish_shown": soak.vanish_seen,
             "unrecovered": soak.unrecovered, "failures": soak.failures,
@@ -432,7 +444,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"- seed {report['seed']}, {report['cycles']} cycles, {report.get('elapsed_s')} s"]
         if "aborted" in report:
             lines += [f"- **ABORTED**: {report['aborted']}"]
-        for key in ("attempted", "completed", "lost_with_fault_during", "lost_without_excuse", "faults_injected",
+        for key in ("attempted", "completed", "told_offline", "lost_with_fault_during", "lost_without_excuse", "faults_injected",
                     "faults_recovered", "unrecovered", "failures", "recoveries", "recovery_s_median",
                     "recovery_s_max", "rss_kb_every_50", "emulator_turns_received", "player_replies", "conversation",
                     "daemon_exited", "daemon_kills", "violations"):
