@@ -19,7 +19,7 @@ from edged.sim.scenario import Scenario
 from edged.state import State
 from edged.timers import FILE_NAME
 
-from .conftest import speech
+from .conftest import speech, summary_rows
 from .test_e2e_cues import _cue, _find, _record_replies, _until
 from .test_e2e_inproc import speaker
 from .test_e2e_turns import _ear_went_past_the_mic
@@ -133,6 +133,10 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         # ... and it is heard: the ring cue (at cues.volume, audio.volume 100) in the playback WAV
         await _until(lambda: _find(_played(rig), ring) >= 0, "a whole ring cue in the playback WAV")
         assert (await rig.status())["audio"]["playback"]["cue"] == "ring"
+        rc, out, err = await edgectl(rig, "status")
+        rows = summary_rows(out)
+        assert rc == 0 and rows["Timers"] == "RINGING; timer 'pasta' (ringing)", (out, err)
+        assert rows["Volume"] == "100%" and rows["Live"].startswith("connected, "), out
 
         # 2. the model is told as context what rang, without a reply being asked for
         told = await rig.emu.wait_for(lambda: [f for f in rig.emu.frames_of("client_content")
@@ -185,6 +189,8 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         rc, out, err = await edgectl(rig, "timers")
         assert rc == 0, err
         assert "timer-4" in out and "roast" in out
+        rc, out, err = await edgectl(rig, "status")
+        assert rc == 0 and summary_rows(out)["Timers"].startswith("timer 'roast' in 9m"), (out, err)
         rc, out, err = await edgectl(rig, "timers", "cancel", "nope")
         assert rc == 1 and "no timer or alarm 'nope'" in err and "timer-4 (roast)" in err
         rc, out, err = await edgectl(rig, "timers", "cancel", "timer-4")
