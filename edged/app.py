@@ -35,13 +35,14 @@ from .control_api import ControlApi
 from .conversation import Conversation
 from .errors import ConfigError, EdgedError
 from .health import Problems
-from .ports import Deadline, LoopPost, Ports, Tasks, cancel_tasks
+from .ports import Deadline, LoopPost, Ports, Tasks
 from .ringing import Ringer
 from .secrets import Secret
 from .service.control import EventHub
 from .service.notify import Notifier
 from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
+from .supervise import Supervisor, Watched
 
 if TYPE_CHECKING:
     from .announce import Announcer
@@ -65,6 +66,14 @@ log = logging.getLogger(__name__)
 SHUTDOWN_S = 3.5  # the whole stop, hung threads included (systemd's TimeoutStopSec is 15 s)
 RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
 STALL_S = 10.0  # a thread whose heartbeat is older than this is hung: the watchdog pings stop
+# Long-lived tasks that crash are restarted (edged/supervise.py): backoff from RESTART_INITIAL_S
+# doubling to RESTART_MAX_S; a run of TASK_STABLE_S clears the problem; CRASH_LOOP crashes in a
+# row without one stop the watchdog's pings.
+RESTART_INITIAL_S = 0.5
+RESTART_MAX_S = 30.0
+TASK_STABLE_S = 10.0
+CRASH_LOOP = 5
+WATCHED = {"sender": "the conversation's sender", "timers": "the timers' clock"}  # names in messages
 # mqtt after the conversation and before control; closed before the devices, so `offline` is
 # published while the pins are still valid
 GROUPS = ("devices", "player", "timers", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
@@ -101,11 +110,13 @@ class App:
         self.trace = Trace()  # start-up steps, logged at debug with READY
         self.events = EventHub()
         self.notifier = Notifier()
-        self.tasks = Tasks()
+        self.tasks = Tasks(on_error=self._task_failed)
         self._post: LoopPost | None = None
         self.ports = Ports(publish=self.publish, problem=self._problem, post=self._post_to_loop,
                            spawn=self.tasks.spawn)
         self.problems = Problems(self.publish, self._health_changed)
+        self.supervisor = Supervisor(self._problem, self.publish, initial_s=RESTART_INITIAL_S, max_s=RESTART_MAX_S,
+                                     stable_s=TASK_STABLE_S, crash_loop=CRASH_LOOP)
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
         self.ringer = Ringer(self.ports)  # the bell, events and context of ringing timers (edged/ringing.py)
         self.parts: Parts | None = None
@@ -126,6 +137,19 @@ class App:
     def _post_to_loop(self, fn: Callable[..., object], *args: object) -> None:
         if self._post is not None:
             self._post(fn, *args)
+
+    def _task_failed(self, name: str, exc: BaseException) -> None:
+        """A one-shot task (``Ports.spawn``) ended with an exception: logged and shown as last_error."""
+        log.error("task %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
+        self.problems.note_error(f"{name}: {type(exc).__name__}: {exc}")
+        self.publish({"event": "error", "message": f"{name}: {type(exc).__name__}: {exc}"})
+
+    def _watch(self, factory: Callable[[], Any], name: str) -> asyncio.Task[Any]:
+        """For a part that runs its own task (the conversation's sender, the timers' clock): watched
+        and restarted like every long-lived task; the part cancels the returned runner to stop it."""
+        w = self.supervisor.watch(name, factory, WATCHED.get(name, name))
+        assert w.task is not None
+        return w.task
 
     def _health_changed(self) -> None:
         self.conv.on_health(self.problems.critical())
@@ -170,6 +194,7 @@ class App:
                 worker.request_stop()  # all at once: they stop in parallel, joined below
         for name in reversed(self._order()):
             await self._close(name, deadline)
+        await self.supervisor.stop_all(deadline)
         await self.tasks.cancel_all(deadline)
         log.info("stopped")
 
@@ -257,7 +282,7 @@ class App:
     async def _open_timers(self, stack: AsyncExitStack) -> None:
         timers = self.running_parts().timers
         try:
-            await timers.start()  # reads STATE_DIR/timers.json; what fell due meanwhile rings now
+            await timers.start(self._watch)  # reads STATE_DIR/timers.json; what fell due meanwhile rings now
             self.ports.problem("timers", None)
         except Exception as exc:  # the rest of the speaker works; the model's calls answer the error
             self.ports.problem("timers", f"timers: {exc}")
@@ -280,17 +305,18 @@ class App:
 
     async def _open_live(self, stack: AsyncExitStack) -> None:
         live = self.running_parts().live
-        task = self.tasks.spawn(live.run(), "edged-live")
+        watched = self.supervisor.watch("live", live.run, "the Live supervisor")
 
         async def stop() -> None:
+            watched.retire()  # run() returns once stopped: that is no crash
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(live.stop(), self._deadline.left(2.0))
-            await cancel_tasks([task], self._deadline)
+            await watched.stop(self._deadline)
 
         stack.push_async_callback(stop)
 
     async def _open_conversation(self, stack: AsyncExitStack) -> None:
-        self.conv.start()
+        self.conv.start(self._watch)
         stack.push_async_callback(self._bounded, "conversation", self.conv.stop)
 
     async def _open_mqtt(self, stack: AsyncExitStack) -> None:
@@ -298,8 +324,8 @@ class App:
         bridge, announcer = p.mqtt, p.announcer
         if bridge is None or announcer is None:
             return
-        task = self.tasks.spawn(announcer.run(), "edged-announce")
-        stack.push_async_callback(lambda: cancel_tasks([task], self._deadline))
+        watched = self.supervisor.watch("announce", announcer.run, "the announcer")
+        stack.push_async_callback(self._stop_watched, watched)
         await bridge.start()  # returns at once, also when the broker is down (it keeps retrying)
         # publishes `offline` and disconnects, bounded by what is left of the deadline
         stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
@@ -321,8 +347,12 @@ class App:
     async def _open_watchdog(self, stack: AsyncExitStack) -> None:
         if not self.notifier.watchdog_interval():
             return
-        task = self.tasks.spawn(self.notifier.run_watchdog([self._capture_alive]), "edged-watchdog")
-        stack.push_async_callback(lambda: cancel_tasks([task], self._deadline))
+        checks = [self._capture_alive, self.loop_tasks_alive]
+        watched = self.supervisor.watch("watchdog", lambda: self.notifier.run_watchdog(checks), "the watchdog")
+        stack.push_async_callback(self._stop_watched, watched)
+
+    async def _stop_watched(self, watched: Watched) -> None:
+        await watched.stop(self._deadline)
 
     async def _bounded(self, what: str, stop: Callable[[], Awaitable[object]], cap: float | None = None) -> None:
         try:
@@ -488,6 +518,10 @@ class App:
         now = time.monotonic()
         return all(now - part.alive() < STALL_S for part in (self.parts.capture, self.parts.ear))
 
+    def loop_tasks_alive(self) -> bool:
+        """For the watchdog: no long-lived task of the loop is dead or crash-looping."""
+        return self.supervisor.failing() is None
+
     # ---- status ----------------------------------------------------------------------------------
     def status_line(self) -> str:
         line = f"{self.conv.state.value}: {self.conv.why}; live {self.conv.live_state}"
@@ -527,6 +561,8 @@ class App:
             "camera": part(p and p.camera, "status"),
             "timers": part(self, "_timers_status"),
             "mqtt": self._mqtt_status(),  # never a credential
+            "tasks": self.supervisor.status(),
+            "control": part(p and p.control),
             "problems": dict(self.problems.items),
             "last_error": self.problems.last_error,
         }

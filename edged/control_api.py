@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+CONFIG_SET_RETIRED = ("config.set is not done by the daemon (it never writes its configuration): "
+                      "`edgectl config set KEY VALUE` writes the file as you, then asks the daemon to reload")
+VALIDATE_OWN_FILE_ONLY = ("config.validate over the socket checks only the daemon's own file: "
+                          "`edgectl config validate FILE` checks another one with your own permissions")
+
+
 class ControlPort(Protocol):
     """What the commands may reach: the composition root gives a facade with exactly this."""
 
@@ -91,19 +97,14 @@ class ControlApi:
         return {"key": key, "value": config.get_key(self._port.cfg, key)}
 
     async def cmd_config_set(self, req: dict[str, Any]) -> Any:
-        key = self._arg(req, "key")
-        raw = self._arg(req, "value", (str, int, float, bool, list))
-        value = config.coerce_value(raw) if isinstance(raw, str) else raw
-        new = config.with_value(self._port.cfg, key, value)  # validates the whole config
-        if not self._port.cfg.path:
-            raise EdgedError("the daemon was started without a config file to write")
-        await self._port.reload(new)  # refused (and nothing written) if it cannot be applied
-        config.save(new, self._port.cfg.path)
-        return {"key": key, "value": config.get_key(new, key), "written": self._port.cfg.path}
+        # Retired: the daemon does not write its own configuration (it cannot: /etc/edged is root's
+        # and the unit has no write access to /etc).  edgectl writes the file in the caller's name.
+        raise CommandError(CONFIG_SET_RETIRED, "usage")
 
     async def cmd_config_validate(self, req: dict[str, Any]) -> Any:
-        path = req.get("path") or self._port.cfg.path
-        cfg = config.load(path)
+        if req.get("path") not in (None, ""):  # the server refuses it first; never read a caller's file
+            raise CommandError(VALIDATE_OWN_FILE_ONLY, "usage")
+        cfg = config.load(self._port.cfg.path)
         return {"path": cfg.path, "valid": True}
 
     async def cmd_reload(self, req: dict[str, Any]) -> Any:

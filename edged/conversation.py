@@ -95,10 +95,15 @@ class Conversation:
     def reconfigure(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def start(self) -> None:
-        """Start the sender (the one task that talks to the Live session, so start/audio/end keep order)."""
+    def start(self, watch: Callable[[Callable[[], Any], str], asyncio.Task[Any]] | None = None) -> None:
+        """Start the sender (the one task that talks to the Live session, so start/audio/end keep order).
+
+        ``watch(factory, "sender")``: the root's supervisor, which restarts it if it crashes."""
         if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_loop(), name="edged-send")
+            if watch is not None:
+                self._sender = watch(self._send_loop, "sender")
+            else:
+                self._sender = asyncio.get_running_loop().create_task(self._send_loop(), name="edged-send")
 
     def ready(self) -> None:
         self.handle(Ev.READY)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import config
 from .app import App
 from .errors import ConfigError, EdgedError
-from .secrets import Secret, load_api_key
+from .secrets import Secret, harden_process, load_api_key
 
 if TYPE_CHECKING:
     from .audio.capture import Capture
@@ -123,13 +123,16 @@ def main(args: Any) -> int:
     """``edged run``."""
     from .service import logs
 
+    hardened = harden_process()  # first: no core file, no ptrace or /proc/PID/{mem,environ} by others
     cfg = config.load(args.config)
     level = args.log_level or cfg.log.level
     logs.setup(level)
+    if not hardened:
+        log.warning("the process could not be made non-dumpable (see above)")
     from .audio import alsalog
 
     alsalog.install()  # libasound's own error lines go to our logger (debug), before any PCM is opened
-    api_key = load_api_key(cfg.live.api_key_file, cfg.path, forget=True)
+    api_key = load_api_key(cfg.live.api_key_file, cfg.path, forget=True)  # the key variables leave the environment
     if api_key is None and not cfg.live.base_url:
         log.error("no API key: set GEMINI_API_KEY, live.api_key_file, or the gemini-api-key credential")
     daemon = Daemon(cfg, api_key)

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # Problems that leave the speaker unable to do its job: the resting state is ERROR while one lasts.
 CRITICAL = ("capture", "wake", "live")
+# A long-lived task that crashed (edged.supervise reports it as "task:NAME"): critical too.
+CRITICAL_PREFIX = "task:"
 
 
 class Problems:
@@ -48,7 +50,7 @@ class Problems:
 
     def critical(self) -> list[str]:
         """The critical parts that have a problem now, sorted."""
-        return sorted(p for p in self.items if p in CRITICAL)
+        return sorted(p for p in self.items if p in CRITICAL or p.startswith(CRITICAL_PREFIX))
 
     def summary(self) -> str:
         return "; ".join(f"{k}: {v}" for k, v in sorted(self.items.items()))

@@ -259,8 +259,8 @@ def build_control(cfg: Config, api: ControlApi, events: EventHub) -> ControlServ
     from .service.control import ControlServer
 
     c = cfg.control
-    return ControlServer(c.socket, group=c.group, max_request_bytes=c.max_request_bytes, handler=api.handle,
-                         events=events)
+    return ControlServer(c.socket, group=c.group, admin_group=c.admin_group, max_request_bytes=c.max_request_bytes,
+                         handler=api.handle, events=events, config_path=cfg.path)
 
 
 def build_announcer(conv: Conversation, ports: Ports, events: EventHub) -> Announcer:

@@ -87,16 +87,32 @@ class LoopPost:
 
 
 class Tasks:
-    """``spawn``: tasks kept referenced until they end; ``cancel_all`` ends the rest at shutdown."""
+    """``spawn``: tasks kept referenced until they end; ``cancel_all`` ends the rest at shutdown.
 
-    def __init__(self) -> None:
+    A task that ends with an exception is given to ``on_error(name, exc)`` (never silent).  These
+    are one-shot tasks; one that must run as long as its group is watched and restarted by
+    :class:`edged.supervise.Supervisor` instead."""
+
+    def __init__(self, on_error: Callable[[str, BaseException], None] | None = None) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_error = on_error
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            if self._on_error is None:
+                log.error("task %s failed: %s: %s", task.get_name(), type(exc).__name__, exc, exc_info=exc)
+            else:
+                self._on_error(task.get_name(), exc)
 
     def __len__(self) -> int:
         return len(self._tasks)

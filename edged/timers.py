@@ -239,10 +239,13 @@ class Timers:
         self._offset = wall - mono
         log.info("timers: %d kept timers and alarms loaded from %s", len(self._items), self.path)
 
-    async def start(self) -> None:
+    async def start(self, watch: Callable[[Callable[[], Any], str], asyncio.Task[Any]] | None = None) -> None:
+        """Load and start checking.  ``watch(factory, "timers")``: the daemon's supervisor, which
+        restarts the checking task if it crashes."""
         self.load()
         self.check()
-        self._task = asyncio.create_task(self._run(), name="timers")
+        self._task = watch(self._run, "timers") if watch is not None else asyncio.create_task(self._run(),
+                                                                                               name="timers")
 
     async def stop(self) -> None:
         """Stop checking.  Items stay in the file (one ringing now rings again at the next start)."""

@@ -193,6 +193,14 @@ class Rig:
     async def status(self) -> dict[str, Any]:
         return await self.client.request("status")
 
+    async def config_set(self, key: str, value: str) -> dict[str, Any]:
+        """What ``edgectl config set KEY VALUE`` does (the daemon never writes its file): write the
+        config file as this process, then ask for ``reload``.  Returns edgectl's result
+        (``reloaded``, ``reload_error``); raises ConfigError when the value is refused."""
+        from ..ctl_config import set_key
+
+        return await asyncio.to_thread(set_key, ControlClient(self.socket), str(self.config_path), key, value)
+
     async def wait_state(self, *states: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         st: dict[str, Any] = {}

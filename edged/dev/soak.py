@@ -174,8 +174,8 @@ class Soak:
         elif fault == "capture_vanish":
             await self._capture_vanish()
         elif fault == "camera":  # the camera absent (picamera2 on a machine without one), by config
-            answer = await self.rig.request("config.set", key="camera.backend", value="picamera2")
-            if not answer.get("ok"):
+            answer = await self.rig.config_set("camera.backend", "picamera2")
+            if not answer.get("reloaded"):
                 raise SoakError(f"breaking the camera failed: {answer}")
             await self.wait(lambda s: "camera" in s["problems"], 15, "camera problem shown")
 
@@ -237,8 +237,8 @@ class Soak:
             new = _look_responses(emu)[len(looks):]
             if not new or "error" not in new[-1].get("response", {}):
                 self.failures.append(f"cycle {i}: look with a broken camera did not answer an error: {new}")
-            answer = await rig.request("config.set", key="camera.backend", value="synthetic")
-            if not answer.get("ok"):
+            answer = await rig.config_set("camera.backend", "synthetic")
+            if not answer.get("reloaded"):
                 raise SoakError(f"repairing the camera failed: {answer}")
             await self.recover("camera-repair", base)
         if ok:

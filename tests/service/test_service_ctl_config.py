@@ -71,7 +71,7 @@ def test_set_saves_keeping_mode_and_owner_then_reloads(daemon, capsys):
             assert (code, out.strip()) == (0, f"{path}: wake.threshold = 0.5")
             assert daemon.client.request("status")["wake"]["threshold"] == 0.5
         finally:
-            daemon.client.call("config.set", key="wake.threshold", value="0.5")
+            daemon.call(daemon.rig.config_set("wake.threshold", "0.5"))
 
 
 @pytest.mark.parametrize("key,value", [("live.base_url", "https://some.host"), ("live.ca_file", "/tmp/ca.pem"),

@@ -37,7 +37,8 @@ def test_bash_syntax(script):
 def fake_root(tmp_path):
     """Install paths moved under tmp_path (the environment overrides the scripts support)."""
     env = {"EDGED_PREFIX": str(tmp_path / "opt"), "EDGED_ETC": str(tmp_path / "etc"),
-           "EDGED_STATE": str(tmp_path / "state"), "EDGED_UNIT_DIR": str(tmp_path / "units")}
+           "EDGED_STATE": str(tmp_path / "state"), "EDGED_UNIT_DIR": str(tmp_path / "units"),
+           "EDGED_COMPLETION_DIR": str(tmp_path / "completions")}
     return env
 
 
@@ -105,6 +106,45 @@ def test_uninstall_dry_run(fake_root, tmp_path):
     assert (tmp_path / "opt").exists()
     purge = actions(run(UNINSTALL, "--dry-run", "--purge", env=fake_root).stdout)
     assert f"rm -rf {tmp_path}/etc {tmp_path}/state" in purge
+
+
+def test_uninstall_removes_the_completion_install_put_there_and_nothing_else(fake_root, tmp_path):
+    comp = tmp_path / "completions" / "edgectl"
+    install_plan = actions(run(INSTALL, "--dry-run", env=fake_root).stdout)
+    assert f"install -D -m 0644 {ROOT}/scripts/completion/edgectl.bash {comp}" in install_plan
+    # what install would have put there
+    comp.parent.mkdir()
+    shutil.copy(ROOT / "scripts" / "completion" / "edgectl.bash", comp)
+    out = run(UNINSTALL, "--dry-run", env=fake_root)
+    assert out.returncode == 0, out.stderr
+    assert f"rm -f {comp}" in actions(out.stdout) and comp.exists()
+    # a file of that name that is not edgectl's completion is someone else's: kept
+    comp.write_text("# another tool's completion\n")
+    out = run(UNINSTALL, "--dry-run", env=fake_root)
+    assert not any(str(comp) in a for a in actions(out.stdout))
+    assert f"= no edgectl completion in {comp.parent}" in out.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real uninstall needs root")
+def test_real_uninstall_removes_the_completion_and_keeps_config_and_state(fake_root, tmp_path):
+    comp = tmp_path / "completions" / "edgectl"
+    comp.parent.mkdir()
+    shutil.copy(ROOT / "scripts" / "completion" / "edgectl.bash", comp)
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    etc.mkdir(mode=0o750)
+    (etc / "edged.toml").write_text("# mine\n")
+    (etc / "edged.toml").chmod(0o640)
+    (etc / "gemini-api-key").write_text("k\n")
+    (etc / "gemini-api-key").chmod(0o600)
+    state.mkdir()
+    (state / "live_handle.json").write_text("{}")
+    (tmp_path / "opt").mkdir()
+    out = run(UNINSTALL, env=fake_root)
+    assert out.returncode == 0, out.stderr
+    assert not comp.exists() and not (tmp_path / "opt").exists()
+    assert (etc / "edged.toml").read_text() == "# mine\n" and stat.S_IMODE((etc / "edged.toml").stat().st_mode) == 0o640
+    assert stat.S_IMODE((etc / "gemini-api-key").stat().st_mode) == 0o600
+    assert (state / "live_handle.json").exists()
 
 
 @pytest.mark.parametrize("script", [INSTALL, UNINSTALL])
@@ -182,7 +222,8 @@ def test_real_config_install_sets_and_repairs_ownership_and_purge_removes_it():
     with real_users() as users, public_dir("edged-install-") as tmp:  # the service user must reach etc/
         svc = users.user("svc")
         env = {"EDGED_PREFIX": str(tmp / "opt"), "EDGED_ETC": str(tmp / "etc"),
-               "EDGED_STATE": str(tmp / "state"), "EDGED_UNIT_DIR": str(tmp / "units"), "EDGED_USER": svc}
+               "EDGED_STATE": str(tmp / "state"), "EDGED_UNIT_DIR": str(tmp / "units"), "EDGED_USER": svc,
+               "EDGED_COMPLETION_DIR": str(tmp / "completions")}
         etc = tmp / "etc"
 
         def owner_mode(p: Path) -> tuple[str, str, int]:
