@@ -205,8 +205,8 @@ class App:
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
         control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
-        timers = parts.build_timers(cfg, self.ringer.ring, self.ringer.ended)
-        volume = parts.build_volume(cfg)
+        timers = parts.build_timers(cfg, self.ports, self.ringer.ring, self.ringer.ended)
+        volume = parts.build_volume(cfg, self.ports)
         household = parts.build_household(timers, volume)
         built = Parts(gpio=gpio, lights=parts.build_lights(None, ""), camera=camera,
                       tools=parts.build_tools(gpio, camera, self._send_video, household), volume=volume,
@@ -481,12 +481,10 @@ class App:
             return self.api_key
 
     def set_volume(self, value: Any) -> dict[str, Any]:
-        """``edgectl volume N|up|down`` and the model's set_volume: ToolError for a bad value."""
+        """``edgectl volume N|up|down``: ToolError for a bad value.  Volume.set publishes the change
+        (the one path of edgectl, the model's set_volume and Home Assistant)."""
         volume = self.running_parts().volume
-        before = volume.level
-        volume.set(value)
-        if volume.level != before:
-            self.publish({"event": "volume", "level": volume.level, "was": before, "by": "edgectl"})
+        volume.set(value, by="edgectl")
         return volume.status()
 
     # ---- wiring --------------------------------------------------------------------------------------

@@ -179,6 +179,8 @@ def headline(status: dict[str, Any], colour: bool) -> str:
 
 
 def _live(live: Any) -> str:
+    """The connection, and whether a wake now reaches the assistant (``reach``: connected;
+    reconnecting, when a turn is kept and replayed; offline, when a wake gets the offline cue)."""
     if not isinstance(live, dict):
         return "-"
     state = str(live.get("state") or "-")
@@ -187,6 +189,9 @@ def _live(live: Any) -> str:
         fresh = "resumed" if state.startswith("resumed") else "fresh"
     session = live.get("session_id")
     age = live.get("handle_age_s")
+    reach, why = live.get("reach"), live.get("reach_why")
+    if reach and reach != "connected":  # its why names the connection state
+        state = f"{str(reach).upper()}: {why}" if why else f"{str(reach).upper()} ({state})"
     return _join(state, live.get("model"),
                  f"session {session}" + (f" ({fresh})" if fresh else "") if session else None,
                  f"handle {duration(float(age))} old" if isinstance(age, (int, float)) else None)
@@ -215,16 +220,18 @@ def _device(audio: Any, part: str) -> str:
 
 
 def _volume(v: Any) -> str:
+    """The Volume part's status: level, the mixer when one does the work, why not when it cannot."""
     if isinstance(v, dict):
         level = v.get("level")
-        return _join(level if level is not None else None, "muted" if v.get("muted") else None,
-                     f"mixer {v['mixer']}" if v.get("mixer") else None)
+        mixer = v.get("mixer") if v.get("backend", "mixer") == "mixer" else None
+        return _join(f"{level}%" if isinstance(level, int) else level, f"mixer {mixer}" if mixer else None,
+                     f"error: {v['error']}" if v.get("error") else None)
     return "-" if v is None else str(v)
 
 
 def _timers(t: Any) -> str:
     items = t.get("timers", t.get("items")) if isinstance(t, dict) else t
-    ringing = isinstance(t, dict) and t.get("ringing")
+    ringing = isinstance(t, dict) and bool(t.get("ringing"))
     if not isinstance(items, list):
         return "-" if t is None else compact("", t)
     if not items:
@@ -238,9 +245,21 @@ def timer_line(x: Any) -> str:
     if not isinstance(x, dict):
         return str(x)
     left = x.get("remaining_s", x.get("left_s"))
-    when = f"in {duration(float(left))}" if isinstance(left, (int, float)) else x.get("due") or x.get("time")
+    ringing = x.get("ringing") or x.get("state") == "ringing"  # the daemon's items say state: ringing
+    when = x.get("due") or x.get("time")  # while ringing: no "in 0.0s"
+    if not ringing and isinstance(left, (int, float)):
+        when = f"in {duration(float(left))}"
     return " ".join(str(p) for p in (x.get("kind"), repr(x["label"]) if x.get("label") else None,
-                                     when, "(ringing)" if x.get("ringing") else None) if p) or str(x.get("id"))
+                                     when, "(ringing)" if ringing else None) if p) or str(x.get("id"))
+
+
+def _tools(running: Any) -> str | None:
+    """``tools_running``: the model's calls running now (during a reply they run beside it)."""
+    if not isinstance(running, list) or not running:
+        return None
+    return ", ".join(f"{c.get('name', '?')} for {duration(float(c['for_s']))}"
+                     if isinstance(c, dict) and isinstance(c.get("for_s"), (int, float))
+                     else str(c.get("name", c) if isinstance(c, dict) else c) for c in running)
 
 
 def _mqtt(m: Any) -> str:
@@ -271,6 +290,7 @@ def summary(status: Any, colour: bool = False) -> str:
                           if isinstance(status.get("uptime_s"), (int, float)) else None)),
         ("Config", status.get("config") or "-"),
         ("Live", _live(status.get("live"))),
+        *([("Tool calls", tools)] if (tools := _tools(status.get("tools_running"))) else []),
         ("Wake word", _wake(status.get("wake"))),
         ("Microphone", ("muted; " if status.get("muted") else "") + _device(status.get("audio"), "capture")),
         ("Speaker", _device(status.get("audio"), "playback")),

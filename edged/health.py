@@ -1,8 +1,9 @@
 """What is wrong with which part: the one registry behind ``Ports.problem``.
 
 A part reports ``problem(part, message)`` when it fails and ``problem(part, None)`` when it works
-again.  Each change is logged, a new problem is published as an ``error`` event, and ``on_change``
-is called (the root tells the conversation whether a critical part is affected, which makes the
+again.  Each change is logged, a new problem is published as an ``error`` event and a cleared one as
+a ``recovered`` event (``{"event": "recovered", "part", "was"}``: followers such as the MQTT bridge's
+problem sensor catch up at once), and ``on_change`` is called (the root tells the conversation whether a critical part is affected, which makes the
 resting state ERROR, and refreshes the service manager's status line).
 """
 
@@ -30,8 +31,10 @@ class Problems:
 
     def report(self, part: str, message: str | None) -> None:
         if message is None:
-            if self.items.pop(part, None) is not None:
+            was = self.items.pop(part, None)
+            if was is not None:
                 log.info("%s recovered", part)
+                self._publish({"event": "recovered", "part": part, "was": was})
                 self._on_change()
             return
         if self.items.get(part) != message:

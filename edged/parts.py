@@ -88,11 +88,16 @@ def build_tools(gpio: GpioBank | None, camera: Camera | None, send_video: SendVi
     return ToolRegistry(gpio, camera, send_video, household=household)
 
 
-def build_timers(cfg: Config, on_ring: OnRing, on_ring_end: OnRingEnd) -> Timers:
-    """Timers and alarms, kept in ``STATE_DIR/timers.json``; the callbacks run on the loop."""
+def build_timers(cfg: Config, ports: Ports, on_ring: OnRing, on_ring_end: OnRingEnd) -> Timers:
+    """Timers and alarms, kept in ``STATE_DIR/timers.json``; the callbacks run on the loop.  Setting or
+    removing one (the model, edgectl, ringing done) publishes ``{"event": "timers", "count"}``."""
     from .timers import Timers
 
-    return Timers(cfg.timers, cfg.state.dir, on_ring=on_ring, on_ring_end=on_ring_end)
+    def changed() -> None:
+        ports.publish({"event": "timers", "count": len(timers.list())})
+
+    timers = Timers(cfg.timers, cfg.state.dir, on_ring=on_ring, on_ring_end=on_ring_end, on_change=changed)
+    return timers
 
 
 def build_household(timers: Timers | None, volume: Any = None) -> HouseholdTools:
@@ -103,11 +108,15 @@ def build_household(timers: Timers | None, volume: Any = None) -> HouseholdTools
     return HouseholdTools(timers, volume)
 
 
-def build_volume(cfg: Config) -> Volume:
-    """The volume (software gain or ALSA mixer), kept in the state dir; ``start()`` restores it."""
+def build_volume(cfg: Config, ports: Ports) -> Volume:
+    """The volume (software gain or ALSA mixer), kept in the state dir; ``start()`` restores it.
+    Every change, whoever asked, is published as one ``volume`` event (level, was, by)."""
     from .audio.volume import Volume
 
-    return Volume(cfg.audio, cfg.state.dir)
+    def changed(level: int, was: int, by: str) -> None:
+        ports.publish({"event": "volume", "level": level, "was": was, "by": by or "daemon"})
+
+    return Volume(cfg.audio, cfg.state.dir, on_change=changed)
 
 
 def build_cues(cfg: Config) -> CueBank:

@@ -16,7 +16,8 @@ passed rings at once; after a jump back it waits for its time to come again.
 
 Anything that fell due while the daemon was not running (or during a wall-clock jump forward) rings
 at start if it is at most ``timers.missed_max_s`` late; older ones are dropped with a log line and
-reported in ``status()["missed"]``.  A ringing item rings until ``stop_ringing()`` / ``cancel()``, or
+reported in ``status()["missed"]``.  ``on_change()`` is told whenever one is set or removed (the daemon
+publishes a ``timers`` event).  A ringing item rings until ``stop_ringing()`` / ``cancel()``, or
 for at most ``timers.ring_max_s``; ``on_ring(item)`` and ``on_ring_end(item, reason)`` tell the daemon
 (on the event loop).  At most ``timers.max`` timers and alarms exist at once.
 """
@@ -185,11 +186,11 @@ class Timers:
 
     def __init__(self, cfg: TimersConfig, state_dir: str | Path, *, clock: Clock | None = None,
                  on_ring: OnRing | None = None, on_ring_end: OnRingEnd | None = None,
-                 recheck_s: float = 1.0) -> None:
+                 on_change: Callable[[], None] | None = None, recheck_s: float = 1.0) -> None:
         self.cfg = cfg
         self.path = Path(state_dir) / FILE_NAME
         self.clock: Clock = clock or SystemClock()
-        self.on_ring, self.on_ring_end = on_ring, on_ring_end
+        self.on_ring, self.on_ring_end, self.on_change = on_ring, on_ring_end, on_change
         self.recheck_s = recheck_s
         self._items: dict[str, Item] = {}
         self._next_id = 1
@@ -442,6 +443,7 @@ class Timers:
         self._items[it.id] = it
         self._save()
         self._kick.set()
+        self._call(self.on_change)
 
     def _remove(self, items: list[Item], reason: str) -> list[dict[str, Any]]:
         out = []
@@ -455,6 +457,7 @@ class Timers:
         if items:
             self._save()
             self._kick.set()
+            self._call(self.on_change)
         return out
 
     def _call(self, cb: Callable[..., None] | None, *args: Any) -> None:

@@ -51,9 +51,11 @@ class Rig:
     def __init__(self, state: Path, clock: FakeClock, **cfg) -> None:
         self.rang: list[dict] = []
         self.ended: list[tuple[dict, str]] = []
+        self.changes: list[int] = []  # how many there were at each on_change
         self.clock = clock
         self.t = Timers(TimersConfig(**cfg), state, clock=clock, on_ring=self.rang.append,
-                        on_ring_end=lambda it, why: self.ended.append((it, why)))
+                        on_ring_end=lambda it, why: self.ended.append((it, why)),
+                        on_change=lambda: self.changes.append(len(self.t.list())))
         self.t.load()
 
     def step(self, s: float) -> None:
@@ -264,6 +266,20 @@ def test_cancelling_or_stopping_a_ringing_one_ends_the_ring(tmp_path):
     assert [it["id"] for it in r.t.stop_ringing()] == ["timer-2"]
     assert r.ended[-1][1] == "stopped"
     assert [it["id"] for it in r.t.list()] == ["timer-3"]  # not ringing yet: untouched
+
+
+def test_every_set_and_removal_is_told(tmp_path):
+    r = Rig(tmp_path, FakeClock(utc(2026, 11, 20, 12)))
+    r.t.set_timer(10, "a")
+    r.t.set_alarm(time(13, 0), "lunch")
+    assert r.changes == [1, 2]
+    r.step(10)  # ringing is not a change of what is set (the Ringer tells that)
+    assert r.changes == [1, 2] and r.ringing_ids() == ["timer-1"]
+    r.t.stop_ringing()
+    r.t.cancel("lunch")
+    with pytest.raises(ToolError):
+        r.t.cancel("nothing")
+    assert r.changes == [1, 2, 1, 0]
 
 
 def test_limits_and_bad_values(tmp_path):

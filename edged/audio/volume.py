@@ -15,6 +15,10 @@ Persistence.  A level set at run time is written atomically to ``STATE_DIR/volum
 with the configured ``audio.volume`` of that moment.  At start the kept level wins, unless
 ``audio.volume`` has been changed in the config since (then the config wins).  A file that cannot be
 read or makes no sense is ignored with a log line.
+
+One owner.  Every change of the level, whoever asks (``edgectl volume``, the model's ``set_volume``,
+Home Assistant's volume entity), goes through :meth:`Volume.set`, which tells ``on_change(level, was,
+by)``; the daemon publishes that as the one ``volume`` event (``edged.parts.build_volume``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class MixerLike(Protocol):
 
 
 MixerFactory = Callable[[str, str], MixerLike]
+OnChange = Callable[[int, int, str], None]  # (level, was, by)
 
 
 def alsa_mixer(control: str, device: str) -> MixerLike:
@@ -61,8 +66,9 @@ class Volume:
     """
 
     def __init__(self, cfg: AudioConfig, state_dir: str | Path, *,
-                 mixer_factory: MixerFactory = alsa_mixer) -> None:
+                 mixer_factory: MixerFactory = alsa_mixer, on_change: OnChange | None = None) -> None:
         self.cfg = cfg
+        self.on_change = on_change
         self.path = Path(state_dir) / FILE_NAME
         self._mixer_factory = mixer_factory
         self._mixer: MixerLike | None = None
@@ -112,15 +118,22 @@ class Volume:
         return out
 
     # control -----------------------------------------------------------------------------------
-    def set(self, value: Any) -> int:
+    def set(self, value: Any, by: str = "") -> int:
         """A level 0-100 or "up" / "down" (by ``audio.volume_step``).  Returns the new level.
+        ``by`` says who asked (edgectl, model, mqtt); a change is told to ``on_change``.
 
         Raises ToolError for anything else (a bool, a fraction, text, out of range)."""
         level = self.parse(value, self.level, self.cfg.volume_step)
-        if level != self.level:
+        was = self.level
+        if level != was:
             self.level = level
             self._apply()
         self._save()
+        if level != was and self.on_change is not None:
+            try:
+                self.on_change(level, was, by)
+            except Exception:
+                log.exception("volume: on_change failed")
         return self.level
 
     @staticmethod

@@ -302,7 +302,7 @@ class MqttBridge:
                         self._emit(topic, payload)
         elif kind == "reloaded":
             self._rebuild()
-        else:  # state, mute, connection, error, device, timer..., dropped: the speaker's entities
+        else:  # state, mute, connection, error, recovered, device, timer(s), volume, dropped: the speaker's entities
             self._refresh(entities=[e for e in self._entities if not isinstance(e, GpioEntity)]
                           if kind != "dropped" else None)
 

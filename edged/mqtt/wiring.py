@@ -45,8 +45,7 @@ def speaker_port(*, conv: Conversation, problems: Problems, events: EventHub, an
         vol = part("volume")
         if vol is None:
             raise ToolError("this speaker has no volume control")
-        new = vol.set(round(level * 100))  # Volume.set checks the value (0-100)
-        events.publish({"event": "volume", "level": new, "by": "mqtt"})
+        vol.set(round(level * 100), by="mqtt")  # checks the value (0-100) and publishes the change
 
     def timers() -> list[dict[str, Any]]:
         tm = part("timers")

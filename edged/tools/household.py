@@ -215,5 +215,5 @@ class HouseholdTools:
         if level is not None and isinstance(level, str):
             raise ToolError(f"level must be a whole number from 0 to 100 (got {level!r})")
         before = self.volume.level
-        after = self.volume.set(change if change is not None else level)
+        after = self.volume.set(change if change is not None else level, by="model")
         return {"volume": after, "was": before}

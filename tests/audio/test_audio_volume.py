@@ -68,6 +68,19 @@ def test_volume_gain_changes_the_samples(tmp_path):
     assert v.status() == {"level": 50, "backend": "software"}
 
 
+def test_every_change_is_told_once_with_who_asked(tmp_path):
+    told = []
+    v = Volume(AudioConfig(volume=60, volume_step=10), tmp_path, on_change=lambda *a: told.append(a))
+    v.start()
+    assert told == []  # restoring the kept level is not a change anyone asked for
+    v.set(40, by="mqtt")
+    v.set("up", by="model")
+    v.set(50, by="edgectl")  # no change: nothing told
+    with pytest.raises(ToolError):
+        v.set(101, by="edgectl")
+    assert told == [(40, 60, "mqtt"), (50, 40, "model")]
+
+
 def test_up_down_and_bad_values(tmp_path):
     v = Volume(AudioConfig(volume=95, volume_step=10), tmp_path)
     v.start()

@@ -14,3 +14,11 @@ def speech(text: str, **kw) -> bytes:
     Render the wake word on its own and add the command: espeak-ng hurries "hey jarvis" at the
     start of a longer sentence and the model scores it near 0.5; alone it scores about 0.99."""
     return render(text, cache_dir=TTS_CACHE, **kw).read_bytes()
+
+
+def summary_rows(text: str) -> dict[str, str]:
+    """``edgectl status``'s summary (edged/ctl_status.py) as {row name: value}, up to the GPIO table."""
+    lines = text.splitlines()[1:]
+    if "GPIO:" in lines:
+        lines = lines[: lines.index("GPIO:")]
+    return {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in lines if ":" in ln)}

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from edged import ctl_status
 from edged.control_client import AsyncControlClient
 from edged.dev.filedev import silence
 from edged.dev.rig import Rig
@@ -17,7 +18,7 @@ from edged.live.profiles import DEFAULT_MODEL
 from edged.sim.scenario import Scenario
 from edged.state import State
 
-from .conftest import speech
+from .conftest import speech, summary_rows
 from .test_e2e_inproc import speaker
 
 AMBER = (1.0, 0.55, 0.0)
@@ -123,8 +124,10 @@ async def test_tool_call_cancellation_stops_a_pulse_and_a_watch(tmp_path, models
         await sp.emu.wait_frames("video", n=2, timeout=15)
         assert sp.pin(16).state == 1
         assert [c["id"] for c in sp.d.status()["tools_running"]] == [wid]
+        assert summary_rows(ctl_status.summary(sp.d.status()))["Tool calls"].startswith("watch for ")  # edgectl status
         await sp.emu.send_raw({"toolCallCancellation": {"ids": [wid]}})
         await sp.wait(lambda: not sp.d.status()["tools_running"], timeout=10, what="the watch ended")
+        assert "Tool calls" not in summary_rows(ctl_status.summary(sp.d.status()))
         assert sp.pin(16).state == 0
         n = len(sp.emu.frames_of("video"))
         seen = []

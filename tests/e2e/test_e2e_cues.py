@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from edged import config
+from edged import config, ctl_status
 from edged.audio.cues import CueBank
 from edged.audio.gain import apply_gain, gain
 from edged.dev.rig import Rig
 from edged.sim.live_server import LiveEmulator
 from edged.sim.scenario import Scenario
 
-from .conftest import speech
+from .conftest import speech, summary_rows
 
 TONE = {"tone": {"hz": 440, "ms": 400}}
 
@@ -150,6 +150,7 @@ async def test_volume_scales_the_played_samples_and_persists_across_a_restart(tm
         assert answer["ok"] and answer["result"]["level"] == 40 and answer["result"]["backend"] == "software"
         assert (await rig.request("volume", level=101))["kind"] == "usage"
         assert (await rig.request("volume"))["result"]["level"] == 40
+        assert summary_rows(ctl_status.summary(await rig.status()))["Volume"] == "40%"  # edgectl status
         follower.cancel()
         await rig.restart()
         first_wav = rig.wavs[-2]
@@ -180,6 +181,8 @@ async def test_offline_a_wake_plays_the_offline_cue_within_300_ms_and_opens_no_t
         await rig.emu.stop()  # the service is gone: the session's reconnect is refused by the OS
         st = await _status_until(rig, lambda st: st["live"]["reach"] == "offline", "offline")
         assert st["state"] == "error" and st["status_led"] == "error" and "live" in st["problems"]
+        live_row = summary_rows(ctl_status.summary(st))["Live"]  # edgectl status
+        assert live_row.startswith(f"OFFLINE: {st['live']['reach_why']}"), live_row
         turns = st["conversation"]["turns"]
         rig.speak(speech("hey jarvis"), pad_s=1.5)
         await _until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40)
@@ -206,8 +209,9 @@ async def test_reconnecting_keeps_the_turn_and_replays_it(tmp_path, models_dir):
         follower = await _started(rig, events)
         rig.emu.arm(setup_delay=4.0)  # the next connection takes 4 s to be set up
         await rig.emu.drop()
-        await _status_until(rig, lambda st: st["live"]["reach"] == "reconnecting" and not st["live"]["connected"],
-                            "reconnecting")
+        st = await _status_until(rig, lambda st: st["live"]["reach"] == "reconnecting" and not st["live"]["connected"],
+                                 "reconnecting")
+        assert summary_rows(ctl_status.summary(st))["Live"].startswith("RECONNECTING: ")  # edgectl status
         rig.speak(speech("hey jarvis") + speech("what time is it"), pad_s=2.0)
         await rig.wait_state("listening", timeout=30)
         st = await rig.status()

@@ -1,7 +1,8 @@
 """Timers and alarms on the real daemon (``edged run``) with the emulator and ALSA file devices: a
-timer set by voice rings and the model is told; `edgectl timers` lists, cancels and stops; the wake
-word silences the ringing without opening a turn; ring_max_s ends it; a timer survives kill -9 and
-rings while the assistant is offline."""
+timer set by voice rings (the ring cue in the playback WAV) and the model is told; `edgectl timers`
+lists, cancels and stops (the ring cue stops with it); the wake word silences the ringing without
+opening a turn; ring_max_s ends it; a timer survives kill -9 and rings, heard, while the assistant is
+offline."""
 
 from __future__ import annotations
 
@@ -18,11 +19,29 @@ from edged.sim.scenario import Scenario
 from edged.state import State
 from edged.timers import FILE_NAME
 
-from .conftest import speech
+from .conftest import speech, summary_rows
+from .test_e2e_cues import _cue, _find, _record_replies, _until
 from .test_e2e_inproc import speaker
 from .test_e2e_turns import _ear_went_past_the_mic
 
 RING_MAX_S = 8.0
+RING_ON = {"cues": {"ring": {"enabled": True}}}  # only the ring cue: the replies stay bit-exact in the WAV
+PERIOD_BYTES = 24000 * 2 * 20 // 1000  # one player period (20 ms at 24 kHz mono S16)
+
+
+def _played(rig: Rig) -> bytes:
+    """What the player has written to the playback WAV so far (ALSA's file PCM writes as it goes)."""
+    try:
+        raw = rig.wavs[-1].read_bytes()
+    except FileNotFoundError:
+        return b""
+    return raw[44:]  # the canonical 44-byte header ALSA's file plugin writes; the samples follow
+
+
+def _found_at(played: bytes, needle: bytes, start: int) -> int | None:
+    """Where ``needle`` starts in ``played`` at or after ``start`` (sample-aligned), or None."""
+    at = _find(played, needle, max(0, start))
+    return at if at >= 0 else None
 
 
 def _set_timer(duration: str, label: str, reply: str) -> list[dict]:
@@ -90,9 +109,12 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         _set_timer("2s", "eggs", "Eggs timer set."),
         _set_timer("10m", "roast", "Roast timer set."),
     ])
-    rig = Rig(tmp_path / "rig", models_dir, scenario=scenario, overrides={"timers": {"ring_max_s": RING_MAX_S}})
+    rig = Rig(tmp_path / "rig", models_dir, scenario=scenario,
+              overrides={"timers": {"ring_max_s": RING_MAX_S}, **RING_ON})
     await rig.start()
     events = Events(rig)
+    sent = _record_replies(rig.emu)
+    ring = _cue("ring")
     try:
         await rig.emu.wait_connections(1, timeout=15)
         await _status_until(rig, lambda st: st["live"].get("connected"), "the Live session connected")
@@ -108,6 +130,13 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         st = await rig.status()
         assert [it["label"] for it in st["timers"]["ringing"]] == ["pasta"]
         assert st["timers"]["timers"][0]["state"] == "ringing"
+        # ... and it is heard: the ring cue (at cues.volume, audio.volume 100) in the playback WAV
+        await _until(lambda: _find(_played(rig), ring) >= 0, "a whole ring cue in the playback WAV")
+        assert (await rig.status())["audio"]["playback"]["cue"] == "ring"
+        rc, out, err = await edgectl(rig, "status")
+        rows = summary_rows(out)
+        assert rc == 0 and rows["Timers"] == "RINGING; timer 'pasta' (ringing)", (out, err)
+        assert rows["Volume"] == "100%" and rows["Live"].startswith("connected, "), out
 
         # 2. the model is told as context what rang, without a reply being asked for
         told = await rig.emu.wait_for(lambda: [f for f in rig.emu.frames_of("client_content")
@@ -121,11 +150,20 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         assert "timer-1" in out
         await events.timer("ended", "timer-1", reason="stopped")
         assert (await rig.status())["timers"]["ringing"] == []
+        st = await _status_until(rig, lambda st: st["audio"]["playback"]["cue"] is None, "the ring cue stopped")
+        stopped_at = st["audio"]["playback"]["frames_written"] * 2
         await rig.wait_state("idle", timeout=30)
 
         # 4. the wake word while it rings stops the ringing, and opens no turn
         assert (await rig.request("say", text="set a tea timer for two seconds"))["ok"]
         await events.timer("ringing", "timer-2", label="tea")
+        # the ring stopped with `timers stop`: the next thing written is the tea reply, unmixed (at most
+        # the one period in flight at the stop comes between)
+        assert len(sent) == 2
+        reply_head = sent[1][: 24000 * 2 * 3 // 10]  # its first 0.3 s, before timer-2 rings
+        reply_at = await _until(lambda: _found_at(_played(rig), reply_head, stopped_at - PERIOD_BYTES),
+                                "the tea reply in the playback WAV")
+        assert stopped_at <= reply_at <= stopped_at + PERIOD_BYTES, (stopped_at, reply_at)
         await rig.wait_state("idle", timeout=30)
         turns_before = len(rig.emu.frames_of("activity_start"))
         seen_before = len(events.seen)
@@ -151,6 +189,8 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         rc, out, err = await edgectl(rig, "timers")
         assert rc == 0, err
         assert "timer-4" in out and "roast" in out
+        rc, out, err = await edgectl(rig, "status")
+        assert rc == 0 and summary_rows(out)["Timers"].startswith("timer 'roast' in 9m"), (out, err)
         rc, out, err = await edgectl(rig, "timers", "cancel", "nope")
         assert rc == 1 and "no timer or alarm 'nope'" in err and "timer-4 (roast)" in err
         rc, out, err = await edgectl(rig, "timers", "cancel", "timer-4")
@@ -164,7 +204,8 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
 
 
 async def test_a_timer_survives_kill9_and_rings_while_offline(tmp_path, models_dir):
-    rig = Rig(tmp_path / "rig", models_dir, scenario=Scenario([_set_timer("10s", "bread", "Bread timer set.")]))
+    rig = Rig(tmp_path / "rig", models_dir, scenario=Scenario([_set_timer("10s", "bread", "Bread timer set.")]),
+              overrides=RING_ON)
     await rig.start()
     events = Events(rig)
     try:
@@ -187,6 +228,9 @@ async def test_a_timer_survives_kill9_and_rings_while_offline(tmp_path, models_d
         assert [it["id"] for it in st["timers"]["ringing"]] == ["timer-1"]
         assert st["timers"]["ringing"][0]["label"] == "bread"
         assert not st["live"].get("connected") and st["live"]["state"] != "connected"
+        # heard while offline: the ring cue in the restarted daemon's playback WAV
+        await _until(lambda: _find(_played(rig), _cue("ring")) >= 0, "the ring cue in the playback WAV (offline)")
+        assert not (await rig.status())["live"].get("connected")
         rc, out, err = await edgectl(rig, "timers", "stop")
         assert rc == 0 and "timer-1" in out, err
         await events.timer("ended", "timer-1", reason="stopped")

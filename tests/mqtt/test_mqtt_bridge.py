@@ -179,6 +179,12 @@ async def test_speaker_commands_go_through_the_port(ha: HA, rig: Rig) -> None:
     assert json.loads(await ha.wait(f"{b}/speaker/problem/attributes", lambda p: b"capture" in p)) == \
         {"problems": {"capture": "no microphone"}}
     await ha.wait(f"{b}/speaker/live", lambda p: p == b"reconnecting")
+    # a cleared problem: Problems' `recovered` event brings the sensor back at once (not at the resync)
+    assert rig.bridge.resync_s >= 30
+    n = ha.count(f"{b}/speaker/problem")
+    rig.problems.clear()
+    rig.hub.publish({"event": "recovered", "part": "capture", "was": "no microphone"})
+    await ha.wait(f"{b}/speaker/problem", lambda p: p == b"OFF", after=n)
     # a wake word detection is an event; a turn opened otherwise is not
     rig.hub.publish({"event": "wake", "source": "button"})
     rig.hub.publish({"event": "wake", "model": "hey_jarvis", "score": 0.91, "source": "wake_word"})

@@ -18,12 +18,12 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edged import config
 from edged.announce import Announcer
-from edged.audio.volume import Volume
 from edged.conversation import Conversation
 from edged.errors import DeviceError, EdgedError, ToolError
 from edged.health import Problems
 from edged.mqtt.port import SpeakerPort
 from edged.mqtt.wiring import speaker_port
+from edged.parts import build_volume
 from edged.ports import Ports
 from edged.service.control import EventHub
 from edged.timers import Timers
@@ -60,7 +60,7 @@ class World:
         self.cfg = _cfg(tmp, **mqtt)
         self.hub = EventHub()
         self.events = self.hub.subscribe()
-        ports = Ports(publish=self.hub.publish, problem=lambda p, m: self.problems.report(p, m),
+        self.ports = ports = Ports(publish=self.hub.publish, problem=lambda p, m: self.problems.report(p, m),
                       post=lambda fn, *a: fn(*a), spawn=lambda coro, name: asyncio.get_running_loop().create_task(coro))
         self.problems = Problems(self.hub.publish, lambda: None)
         self.conv = Conversation(self.cfg, ports)
@@ -124,14 +124,14 @@ async def test_without_volume_and_timers_parts(world: World) -> None:
 
 
 async def test_volume_and_timers_plug_in_from_the_parts(world: World, tmp_path: Path) -> None:
-    vol = Volume(world.cfg.audio, tmp_path)
+    vol = build_volume(world.cfg, world.ports)  # the daemon's: its changes are published
     vol.start()
     timers = Timers(world.cfg.timers, tmp_path)
     world.parts.volume, world.parts.timers = vol, timers
     await world.port.set_volume(0.3)
     assert vol.level == 30 and world.port.volume() == 0.3
     ev = await world.next_event("volume")  # the bridge (and edgectl events) follow the change
-    assert (ev["level"], ev["by"]) == (30, "mqtt")
+    assert (ev["level"], ev["was"], ev["by"]) == (30, world.cfg.audio.volume, "mqtt")
     with pytest.raises(ToolError):
         await world.port.set_volume(1.5)  # Volume's own check
     timers.set_timer(300, "pasta")

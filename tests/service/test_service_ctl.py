@@ -92,7 +92,7 @@ def test_status_summary_rendering():
     lines = text.splitlines()
     assert lines[0] == "edged: idle (live: auth_failed)"
     rows = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in lines[1:lines.index("GPIO:")] if ln}
-    assert rows["Volume"] == "40"
+    assert rows["Volume"] == "40%"
     assert rows["Timers"] == "timer 'pasta' in 5m00s"
     assert rows["MQTT"] == "-"  # absent from this status: shown as "-"
     assert rows["Problem"] == "live: auth_failed: the key was refused"
