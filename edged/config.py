@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -652,16 +653,23 @@ def write_atomic(path: str | os.PathLike[str], text: str, mode: int | None = Non
         os.close(dfd)
 
 
-def remove_stale_temps(path: str | os.PathLike[str]) -> int:
+STALE_TEMP_S = 60.0  # a save writes its temp file in well under this; an older one was left by a kill
+
+
+def remove_stale_temps(path: str | os.PathLike[str], min_age_s: float = STALE_TEMP_S) -> int:
     """Delete temp files that write_atomic left behind when its process was killed mid-write.
 
-    Only for files with a single writer (the daemon's own state): another writer's temp file
-    would be taken from under it.
+    Only temp files older than ``min_age_s`` (by mtime): a younger one may belong to a save in
+    flight (the session persists a new handle while a load runs), and deleting it would make that
+    save fail.  Only for files with a single writer (the daemon's own state).
     """
     path = Path(path)
     removed = 0
+    now = time.time()
     for stale in path.parent.glob(f".{path.name}.*"):
         try:
+            if now - stale.stat().st_mtime < min_age_s:
+                continue
             stale.unlink()
             removed += 1
         except OSError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import time as clock
 from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -318,10 +320,12 @@ def test_bad_file_is_kept_aside_and_bad_entries_skipped(tmp_path, caplog):
     r2 = Rig(tmp_path, FakeClock(wall))
     assert [it["id"] for it in r2.t.list()] == ["timer-3"]
     assert r2.t.set_timer(5)["id"] == "timer-9"
-    # a stale temp file from a write killed midway is removed at load
-    (tmp_path / f".{FILE_NAME}.abc123").write_text("half")
+    # a stale temp file from a write killed midway is removed at load (a fresh one may be a save in flight)
+    stale = tmp_path / f".{FILE_NAME}.abc123"
+    stale.write_text("half")
+    os.utime(stale, (clock.time() - 120, clock.time() - 120))
     Rig(tmp_path, FakeClock(wall))
-    assert not (tmp_path / f".{FILE_NAME}.abc123").exists()
+    assert not stale.exists()
 
 
 def test_file_is_private_and_atomic(tmp_path):

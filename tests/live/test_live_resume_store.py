@@ -256,7 +256,13 @@ def test_temp_files_left_by_a_killed_save_are_removed_on_load(tmp_path):
     store = HandleStore(tmp_path / "live_handle.json", max_age_s=3600)
     store.save("h-1")
     # a save killed between mkstemp and rename leaves its temp file behind
-    (tmp_path / ".live_handle.json.abc123").write_text('{"handle": "h-2", "rec')
+    left = tmp_path / ".live_handle.json.abc123"
+    left.write_text('{"handle": "h-2", "rec')
+    old = time.time() - 120
+    os.utime(left, (old, old))
+    # a save in flight right now (its temp file is fresh) is not taken from under it
+    (tmp_path / ".live_handle.json.inflight").write_text('{"handle": "h-3"')
     (tmp_path / "unrelated.txt").write_text("kept")
     assert store.load().value == "h-1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["live_handle.json", "unrelated.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".live_handle.json.inflight", "live_handle.json",
+                                                           "unrelated.txt"]
