@@ -76,14 +76,14 @@ deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb $SECURITY $SUITE-security main
 EOF
-cat > "$root/etc/apt/apt.conf.d/90edged-vm" <<'EOF'
+cat > "$root/etc/apt/apt.conf.d/90vm-bench" <<'EOF'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Dpkg::Use-Pty "false";
 EOF
 # a small initrd: the guest needs virtio and ext4 to mount its root, nothing else
 mkdir -p "$root/etc/initramfs-tools/conf.d"
-printf 'MODULES=list\nCOMPRESS=gzip\n' > "$root/etc/initramfs-tools/conf.d/edged-vm.conf"
+printf 'MODULES=list\nCOMPRESS=gzip\n' > "$root/etc/initramfs-tools/conf.d/vm-bench.conf"
 printf 'virtio_pci\nvirtio_blk\next4\n' > "$root/etc/initramfs-tools/modules"
 log "apt-get install ${PACKAGES[*]} ${BUILD_ONLY[*]}"
 in_root apt-get update -qq
@@ -116,12 +116,12 @@ in_root apt-get purge -y -qq "linux-headers-$KVER" linux-headers-amd64 "linux-he
 in_root apt-get clean
 rm -rf "$root"/tmp/* "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
   "$root"/usr/share/locale/* "$root/usr/sbin/policy-rc.d"
-echo edged-vm > "$root/etc/hostname"
-printf '127.0.0.1 localhost\n127.0.1.1 edged-vm\n' > "$root/etc/hosts"
+echo vm-bench > "$root/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 vm-bench\n' > "$root/etc/hosts"
 printf '/dev/vda / ext4 rw,relatime 0 1\n' > "$root/etc/fstab"
-install -m 0755 "$HERE/guest/edged-vm-boot" "$root/usr/local/sbin/edged-vm-boot"
-install -m 0644 "$HERE/guest/edged-vm.service" "$root/etc/systemd/system/edged-vm.service"
-in_root systemctl enable edged-vm.service > /dev/null 2>&1
+install -m 0755 "$HERE/guest/vm-bench-boot" "$root/usr/local/sbin/vm-bench-boot"
+install -m 0644 "$HERE/guest/vm-bench.service" "$root/etc/systemd/system/vm-bench.service"
+in_root systemctl enable vm-bench.service > /dev/null 2>&1
 in_root systemctl mask getty@tty1.service serial-getty@ttyS0.service > /dev/null 2>&1
 in_root passwd -d root > /dev/null
 in_root dpkg-query -W -f '${Package} ${Version}\n' > "$work/packages.txt"
@@ -136,6 +136,6 @@ cp -L "$root/boot/initrd.img-$KVER" "$work/out/initrd.img"
 echo "$KVER" > "$work/out/kernel-version"
 mv "$work/packages.txt" "$work/out/packages.txt"
 size_mb=$(( $(du -sm "$root" | cut -f1) * 13 / 10 + 600 ))
-mkfs.ext4 -q -F -L edged-vm -E root_owner=0:0 -d "$root" "$work/out/rootfs.img" "${size_mb}M"
+mkfs.ext4 -q -F -L vm-bench -E root_owner=0:0 -d "$root" "$work/out/rootfs.img" "${size_mb}M"
 rm -rf "$OUT" && mv "$work/out" "$OUT"
 log "image ready in $OUT ($((SECONDS - t0)) s, rootfs $(du -sm "$OUT/rootfs.img" | cut -f1) MB used on disk)"
