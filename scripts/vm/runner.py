@@ -517,8 +517,10 @@ class Bench:
         seen: list[str] = []
 
         def applied() -> bool:
-            seen.append(edgectl("--json", "config", "get", "wake.threshold", check=False).stdout.strip())
-            return seen[-1] == "0.45"
+            out = edgectl("--json", "config", "get", "wake.threshold", check=False).stdout.strip()
+            seen.append(" ".join(out.split()))
+            value = json.loads(out)
+            return (value.get("value") if isinstance(value, dict) else value) == 0.45
         try:
             wait_for(applied, 60, "wake.threshold 0.45 after the reload")
         except Fail as exc:
