@@ -26,6 +26,22 @@ from .convert import Converter
 
 log = logging.getLogger(__name__)
 
+IDLE_CHECK_S = 1.0  # while idle, check this often that the device is still there
+
+
+def _gone(pcm) -> bool:
+    """True when the PCM's card went away (unplugged, its driver unbound).  An idle writer must then
+    close it: the kernel cannot release the card while it is open, and it comes back only on a reopen."""
+    try:
+        import alsaaudio
+
+        st = pcm.state()
+    except AttributeError:
+        return False
+    except Exception:
+        return True
+    return st < 0 or st == alsaaudio.PCM_STATE_DISCONNECTED
+
 
 class Player:
     def __init__(self, device: str, *, rate: int = 24000, channels: int = 1, jitter_ms: int = 120,
@@ -159,7 +175,9 @@ class Player:
                 log.exception("playback on_status callback failed")
 
     def _next(self) -> tuple[bytes | None, bool, int]:
-        """Wait for work.  Returns (chunk to write, reply drained, flush generation)."""
+        """Wait for work.  Returns (chunk to write, reply drained, flush generation); also
+        (None, False, gen) every ``IDLE_CHECK_S`` while idle, for the device check."""
+        idle_since = time.monotonic()
         with self._cond:
             while not self._stop.is_set():
                 gen = self._flush_gen
@@ -178,6 +196,8 @@ class Player:
                         self.underruns += 1
                         self._in_underrun = True
                         log.debug("playback underrun")
+                if not self._active and time.monotonic() - idle_since >= IDLE_CHECK_S:
+                    return None, False, gen
                 self._cond.wait(0.1)
                 self._beat = time.monotonic()
             return None, False, self._flush_gen
@@ -215,6 +235,10 @@ class Player:
                     self._call_drained()
                     continue
                 if chunk is None:
+                    if pcm is not None and _gone(pcm):
+                        self.failures += 1
+                        pcm = _close(pcm)
+                        self._status("failed", f"playback device {self.device!r} disconnected")
                     continue
                 self._in_underrun = False
                 ahead = t_play - time.monotonic()
