@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,23 @@ if TYPE_CHECKING:
     from .gain import SoftGain
 
 log = logging.getLogger(__name__)
+
+IDLE_CHECK_S = 1.0  # while idle, check this often that the device is still there
+
+
+def _gone(pcm: Any) -> bool:
+    """True when the PCM's card went away (unplugged, its driver unbound).  An idle writer must then
+    close it: the kernel cannot release the card while it is open, and it comes back only on a reopen
+    (found by the VM bench: unbinding snd-aloop blocked while the idle playback stream held it)."""
+    try:
+        import alsaaudio
+
+        st = pcm.state()
+    except AttributeError:
+        return False
+    except Exception:
+        return True
+    return st < 0 or st == alsaaudio.PCM_STATE_DISCONNECTED
 
 
 class Player(DeviceThread):
@@ -221,7 +238,9 @@ class Player(DeviceThread):
 
     def _next(self) -> tuple[bytes | None, bool, int, str | None, bool]:
         """Wait for work.  Returns (period to write, mixed and scaled; reply drained; flush generation;
-        the cue whose first samples it holds; whether it holds reply audio)."""
+        the cue whose first samples it holds; whether it holds reply audio).  While idle it also
+        returns (None, ...) every ``IDLE_CHECK_S``, for the device check."""
+        idle_since = time.monotonic()
         with self._cond:
             while not self.stopping:
                 gen = self._flush_gen
@@ -252,6 +271,8 @@ class Player(DeviceThread):
                     if not self._mixer.active:
                         self._cue_name = None
                     return out, False, gen, cue, reply is not None
+                if not self._active and now - idle_since >= IDLE_CHECK_S:
+                    return None, False, gen, None, False  # idle: time to look at the device
                 wait = 0.1
                 if self._started and self._run_written:  # starving: look again when the device runs dry
                     wait = min(wait, max(0.001, self._reply_until - now))
@@ -298,6 +319,11 @@ class Player(DeviceThread):
                     self._call_drained()
                     continue
                 if chunk is None:
+                    if not self.stopping and _gone(pcm):  # nothing to write would tell us: ask
+                        self.failures += 1
+                        pcm = close_pcm(pcm)
+                        self._backoff.disconnected()
+                        self._status("failed", f"playback device {self.device!r} disconnected")
                     continue
                 now = time.monotonic()
                 if self.gain is not None:

@@ -107,3 +107,53 @@ def test_48k_stereo_device_and_recovery_from_missing_device(tmp_path, alsa):
     assert np.array_equal(y[:, 0], y[:, 1]) and abs(len(y) - 48000) <= 960
     seg = y[2000:2000 + 48000 // 2, 0].astype(float)
     assert abs(np.argmax(np.abs(np.fft.rfft(seg))) * 48000 / len(seg) - 1000) < 3
+
+
+class _CardPCM:
+    """A PCM on a card that can be unplugged: a disconnecting sound card cannot exist here (no card)."""
+
+    def __init__(self, card: dict) -> None:
+        self.card, self.closed = card, False
+
+    def state(self) -> int:
+        import alsaaudio
+
+        return alsaaudio.PCM_STATE_DISCONNECTED if self.card["gone"] else alsaaudio.PCM_STATE_PREPARED
+
+    def write(self, data: bytes) -> int:
+        return len(data) // 2
+
+    def drop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_idle_writer_closes_a_disconnected_device_and_reopens_it(monkeypatch):
+    from edged.audio import playback
+
+    card = {"gone": False}
+    opened: list[_CardPCM] = []
+
+    def open_pcm(kind, device, rate, channels, period_frames):
+        if card["gone"]:
+            raise OSError("No such device")
+        opened.append(_CardPCM(card))
+        return opened[-1]
+
+    monkeypatch.setattr(playback, "open_pcm", open_pcm)
+    status = []
+    pl = Player("hw:CARD=Gone", jitter_ms=0, on_status=lambda s, e: status.append((s, e)),
+                backoff_initial_s=0.05, backoff_max_s=0.2)
+    pl.start()
+    try:
+        assert _wait(lambda: pl.stats()["state"] == "running")
+        card["gone"] = True  # unplugged while nothing plays: no write will fail to tell
+        assert _wait(lambda: opened[0].closed, 10)
+        assert ("failed", "playback device 'hw:CARD=Gone' disconnected") in status
+        card["gone"] = False
+        assert _wait(lambda: len(opened) == 2 and pl.stats()["state"] == "running", 10)
+        assert not opened[1].closed
+    finally:
+        pl.stop()

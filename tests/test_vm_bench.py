@@ -1,0 +1,122 @@
+"""The VM bench's host-side logic (scripts/vm-test, scripts/vm/host.py): requirement list, options,
+the result table's verdicts.  The bench itself runs in qemu (scripts/vm-test), not here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VM = ROOT / "scripts" / "vm"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"vmbench_{name}", VM / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(VM))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(VM))
+    return mod
+
+
+host = _load("host")
+
+
+def test_requirements_expand_the_all_extra_without_self_references():
+    reqs = host.requirements(ROOT / "pyproject.toml")
+    names = {r.split(";")[0].split("=")[0].split(">")[0].strip().lower() for r in reqs}
+    assert not any(r.startswith("edged") for r in reqs)
+    # every extra scripts/install's `edged[all]` pulls in
+    for want in ("google-genai", "pyalsaaudio", "openwakeword", "onnxruntime", "gpiozero", "systemd-python",
+                 "cryptography", "simplejpeg"):
+        assert want in names, want
+    assert len(reqs) == len(set(reqs))
+
+
+def test_requirements_name_an_unknown_extra(tmp_path):
+    p = tmp_path / "pyproject.toml"
+    p.write_text('[project]\nname = "x"\ndependencies = []\n[project.optional-dependencies]\nall = ["x[nope]"]\n')
+    with pytest.raises(KeyError, match="nope"):
+        host.requirements(p)
+
+
+def test_args_refuse_an_unknown_break():
+    with pytest.raises(ValueError, match="unknown --break nonsense"):
+        host.make_args("watchdog,nonsense", "")
+    assert host.make_args("watchdog", "reload,security") == {
+        "breaks": ["watchdog"], "only": ["reload", "security"], "fresh_venv": False, "hold": False}
+
+
+def test_every_break_names_rows_the_runner_has():
+    runner = _load("runner")
+    rows = {name for name, _d, _f in runner.SCENARIOS}
+    for name, (_what, breaks_rows) in host.load_breaks().items():
+        assert breaks_rows and set(breaks_rows) <= rows, name
+
+
+def _results(*rows, **extra):
+    return {"scenarios": [{"name": n, "ok": ok, "seconds": 1.0, "detail": "d", **kw} for n, ok, kw in rows],
+            **extra}
+
+
+def test_table_passes_only_when_every_row_passes():
+    _, ok = host.table(_results(("a", True, {}), ("b", True, {})))
+    assert ok
+    text, ok = host.table(_results(("a", True, {}), ("b", False, {})))
+    assert not ok and "| FAIL |" in text
+
+
+def test_a_skipped_row_is_shown_as_skip():
+    text, ok = host.table(_results(("a", True, {}), ("w", True, {"skipped": True})))
+    assert ok and "| SKIP |" in text
+
+
+def test_no_rows_or_a_set_up_error_is_a_failure():
+    assert not host.table(_results())[1]
+    text, ok = host.table(_results(("a", True, {}), setup_error="install failed"))
+    assert not ok and "install failed" in text
+
+
+def test_with_breaks_exactly_the_broken_rows_must_fail():
+    expect = {"b"}
+    assert host.table(_results(("a", True, {}), ("b", False, {})), expect)[1]
+    # the break did not break its row: the scenario cannot fail, the run says so
+    text, ok = host.table(_results(("a", True, {}), ("b", True, {})), expect)
+    assert not ok and "UNEXPECTED" in text
+    # a break may stop other rows too: shown, not a verdict
+    text, ok = host.table(_results(("a", False, {}), ("b", False, {})), expect)
+    assert ok and "(collateral)" in text
+    # a skipped row was not broken by the break
+    assert not host.table(_results(("a", True, {}), ("b", True, {"skipped": True})), expect)[1]
+    # the row it breaks did not run
+    assert not host.table(_results(("a", True, {})), expect)[1]
+
+
+def test_report_writes_the_bench_json_and_fails_without_results(tmp_path, capsys):
+    share = tmp_path / "run"
+    share.mkdir()
+    assert host.report(share, tmp_path / "r.json", {}) == 1
+    assert "wrote no" in capsys.readouterr().err
+    (share / "results.json").write_text(json.dumps(_results(("a", True, {}), timings={"install_s": 3})))
+    assert host.report(share, tmp_path / "r.json", {"boot_s": 20.5}) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["ok"] is True and doc["boot_s"] == 20.5 and doc["scenarios"][0]["name"] == "a"
+
+
+def test_vm_test_skips_with_edged_skip_vm():
+    r = subprocess.run([str(ROOT / "scripts" / "vm-test")], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "EDGED_SKIP_VM": "1"})
+    assert r.returncode == 0 and "skipped (EDGED_SKIP_VM=1)" in r.stderr
+
+
+def test_vm_test_refuses_an_unknown_option():
+    r = subprocess.run([str(ROOT / "scripts" / "vm-test"), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "unknown argument: --bogus" in r.stderr
