@@ -207,7 +207,7 @@ def test_plain_led_tool_overlay_is_long_on_short_off(led, factory):
     off = [st.timestamp for st in steps if st.state]
     assert on and off and all(t >= 0.29 for t in on) and all(0.09 <= t < 0.29 for t in off), (on, off)
     assert wait_for(lambda: not s.overlay)
-    assert is_blinking(led)  # speaking's own fast blink is back
+    assert wait_for(lambda: is_blinking(led))  # speaking's own fast blink is back (its thread starts after the overlay ends)
     s.close()
 
 
