@@ -10,6 +10,7 @@ a *factory*, a callable returning a fresh coroutine (a coroutine cannot be await
     await w.stop(deadline)      # cancel the runner and wait (bounded); its problem is cleared
     sup.failing() -> str | None # for the watchdog: a watched task that is dead or crash-looping
     sup.status() -> {name: {...}}
+    await cancel_and_wait(task, timeout) -> bool  # any task: cancelled, and waited for, bounded
 
 A crash is an exception escaping the coroutine (anything but a cancel), or the coroutine returning
 while nobody retired it (it must run until stopped):
@@ -108,9 +109,7 @@ class Watched:
         task = self.task
         if task is None or task.done():
             return
-        task.cancel()
-        _, pending = await asyncio.wait([task], timeout=deadline.left())
-        if pending:
+        if not await cancel_and_wait(task, deadline.left()):
             log.warning("task %s did not end by the deadline", self.name)
 
     def status(self) -> dict[str, Any]:
@@ -215,6 +214,37 @@ class Supervisor:
             log.info("%s has run %.0f s since its restart: recovered", w.what, self.stable_s)
             self._problem(w.part, None)
             self._publish({"event": "task", "name": w.name, "state": "recovered", "restarts": w.restarts})
+
+
+RECANCEL_S = 0.05  # how often a task that is still running after a cancel is cancelled again
+
+
+async def cancel_and_wait(task: asyncio.Future[Any], timeout: float) -> bool:
+    """Cancel ``task`` and wait for it to end, for at most ``timeout`` seconds; returns whether it ended.
+
+    Unlike ``asyncio.wait_for(task, t)``, this never waits past ``timeout``: on a timeout, 3.11's
+    ``wait_for`` cancels the task and then waits for it without a bound.  And a cancellation can be
+    lost: 3.11's ``wait_for`` returns the inner result, swallowing the cancel, when both arrive in
+    the same loop iteration (CPython gh-86296, fixed by the 3.12 rewrite).  aiomqtt waits for every
+    publish with ``wait_for``, so an MQTT writer cancelled while its PUBACK arrives runs on, and a
+    TaskGroup around it waits forever (seen in CI: the bridge's stop hung).  So the task gets half
+    the time to clean up after the first cancel (a graceful close), and is then cancelled again
+    every ``RECANCEL_S`` until it ends or the time is up."""
+    start = time.monotonic()
+    deadline = start + max(0.0, timeout)
+    grace_until = start + max(0.0, timeout) / 2
+    task.cancel()
+    while not task.done():
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if now >= grace_until:
+            task.cancel()
+            step = min(deadline - now, RECANCEL_S)
+        else:
+            step = grace_until - now
+        await asyncio.wait([task], timeout=step)
+    return task.done()
 
 
 def _cancelling() -> bool:

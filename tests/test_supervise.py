@@ -149,3 +149,72 @@ def test_describe_points_at_the_code_that_raised():
         text = describe(exc)
     assert text.startswith("ValueError: bad handle (in inner, ")
     assert text.endswith(f":{inner.__code__.co_firstlineno + 1})")
+
+
+# ---- cancel_and_wait: bounded, and deaf to a lost cancel --------------------------------------------
+
+async def test_cancel_and_wait_ends_a_task_that_lost_its_first_cancel() -> None:
+    """3.11's wait_for can swallow a cancel (gh-86296): the task runs on with cancelling() set.
+    cancel_and_wait cancels it again and it ends, well within the time."""
+    from edged.supervise import cancel_and_wait
+
+    swallowed = asyncio.Event()
+
+    async def deaf_once() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()  # as wait_for does when the inner result arrives with the cancel
+        await asyncio.Event().wait()  # runs on, waiting for something that never comes
+
+    t = asyncio.create_task(deaf_once())
+    await asyncio.sleep(0)
+    t0 = time.monotonic()
+    assert await cancel_and_wait(t, 2.0)
+    assert swallowed.is_set() and t.cancelled()
+    assert time.monotonic() - t0 < 1.9  # ended by the second cancel (after the grace), not the deadline
+
+
+async def test_cancel_and_wait_never_waits_past_its_timeout() -> None:
+    from edged.supervise import cancel_and_wait
+
+    deaf = True
+
+    async def immortal() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if not deaf:
+                    raise
+
+    t = asyncio.create_task(immortal())
+    await asyncio.sleep(0)
+    t0 = time.monotonic()
+    assert not await cancel_and_wait(t, 0.3)
+    took = time.monotonic() - t0
+    assert 0.25 <= took < 1.0, took
+    deaf = False  # let the loop's teardown end it
+    t.cancel()
+    await asyncio.wait([t], timeout=2)
+    assert t.cancelled()
+
+
+async def test_cancel_and_wait_leaves_a_graceful_cleanup_alone() -> None:
+    """A task that cleans up after its cancel (closing a connection) is not cancelled again while it
+    does so within half the time."""
+    from edged.supervise import cancel_and_wait
+
+    cleaned = asyncio.Event()
+
+    async def polite() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.2)  # a graceful close
+            cleaned.set()
+
+    t = asyncio.create_task(polite())
+    await asyncio.sleep(0)
+    assert await cancel_and_wait(t, 2.0)
+    assert cleaned.is_set()

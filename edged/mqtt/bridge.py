@@ -22,7 +22,6 @@ broker is down); ``await reconfigure(new_cfg.mqtt)`` on a reload; ``await stop()
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -37,6 +36,7 @@ from ..config import MqttConfig
 from ..errors import ConfigError, EdgedError, ToolError
 from ..live.backoff import Backoff
 from ..secrets import Secret, register, scrub
+from ..supervise import cancel_and_wait
 from . import discovery
 from .entities import (
     ButtonEventEntity,
@@ -105,9 +105,8 @@ class MqttBridge:
         deadline = time.monotonic() + timeout
         await self._close_connection(deadline)
         if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._follower, max(0.1, deadline - time.monotonic()))
+            if not await cancel_and_wait(self._follower, max(0.1, deadline - time.monotonic())):
+                log.warning("mqtt: the event follower did not end in time")
             self._follower = None
         for h in self._timers:
             h.cancel()
@@ -142,10 +141,8 @@ class MqttBridge:
                                      timeout=max(0.1, deadline - time.monotonic()))
             except Exception as exc:  # the broker is already gone: the will says offline
                 log.debug("mqtt: offline not published: %s", exc)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, max(0.1, deadline - time.monotonic()))
+        if task is not None and not await cancel_and_wait(task, max(0.1, deadline - time.monotonic())):
+            log.warning("mqtt: the connection task did not end in time; left behind")
         self._supervisor = None
         self._client = None
         self._connected = False
@@ -267,7 +264,8 @@ class MqttBridge:
         try:
             while True:
                 try:
-                    ev = await asyncio.wait_for(sub.get(), max(0.0, next_resync - loop.time()))
+                    async with asyncio.timeout_at(next_resync):  # (3.11's wait_for can lose a cancel)
+                        ev = await sub.get()
                 except TimeoutError:
                     self._refresh()
                     next_resync = loop.time() + self.resync_s
@@ -387,6 +385,7 @@ class MqttBridge:
 
     async def _reader(self, client: Any) -> None:
         async for msg in client.messages:
+            _raise_if_cancelled()
             try:
                 await self._on_message(str(msg.topic), msg.payload, bool(msg.retain))
             except Exception:
@@ -394,6 +393,7 @@ class MqttBridge:
 
     async def _writer(self, client: Any) -> None:
         while True:
+            _raise_if_cancelled()
             await self._wake.wait()
             self._wake.clear()
             while self._dirty or self._transient:
@@ -415,6 +415,7 @@ class MqttBridge:
                     topic, payload = self._transient.popleft()
                     await client.publish(topic, payload, qos=1, retain=False, timeout=10)
                 self.stats["published"] += 1
+                _raise_if_cancelled()
 
     # ---- messages from the broker -----------------------------------------------------------------
     async def _on_message(self, topic: str, raw: Any, retained: bool) -> None:
@@ -527,6 +528,15 @@ class MqttBridge:
         task = asyncio.create_task(coro)
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancel that aiomqtt's ``publish`` swallowed: it waits with 3.11's ``wait_for``, which
+    returns the result when the PUBACK and the cancel arrive together (CPython gh-86296), leaving the
+    task running with ``cancelling()`` set.  Checked wherever the reader and writer loop around."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _describe(exc: BaseException) -> str:

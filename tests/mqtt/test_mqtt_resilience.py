@@ -106,3 +106,48 @@ async def test_no_broker_the_speaker_works_on(caplog: pytest.LogCaptureFixture) 
         await until(lambda: r.bridge.status()["next_retry_in_s"] is not None, what="a retry planned")
     finally:
         await asyncio.wait_for(r.stop(), 5)
+
+
+async def test_stop_is_bounded_when_a_publish_swallows_the_cancel(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI: the bridge's stop hung forever.  aiomqtt waits for each PUBACK with 3.11's
+    wait_for, which returns the result and loses the cancel when both arrive together (CPython
+    gh-86296); the writer then waited for more work inside a TaskGroup that waited for it.  Here a
+    publish swallows the cancel on purpose: stop still ends in its time, and the writer with it."""
+    import aiomqtt
+
+    real = aiomqtt.Client.publish
+    gate = {"armed": False, "entered": asyncio.Event(), "swallowed": 0}
+
+    async def publish(self, topic, payload=None, *a, **kw):  # type: ignore[no-untyped-def]
+        if gate["armed"] and topic.endswith("/mute"):
+            gate["armed"] = False
+            gate["entered"].set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                gate["swallowed"] += 1  # what wait_for does in the race: the result wins
+            return await real(self, topic, payload, *a, **kw)
+        return await real(self, topic, payload, *a, **kw)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", publish)
+    r = Rig(mqtt_cfg(broker, "t_lostcancel"), devices=[])
+    await r.start()
+    stopped = False
+    try:
+        await until(lambda: r.bridge.connected, what="the connection")
+        await until(lambda: not r.bridge._dirty, what="the first publishes")
+        gate["armed"] = True
+        r._set_muted(True)
+        await asyncio.wait_for(gate["entered"].wait(), 10)
+        task = r.bridge._supervisor
+        t0 = asyncio.get_running_loop().time()
+        async with asyncio.timeout(10):  # the old code hangs here for ever
+            await r.stop()
+        stopped = True
+        took = asyncio.get_running_loop().time() - t0
+        assert gate["swallowed"] == 1
+        assert task is not None and task.done()
+        assert took < 3.5, took  # stop's own bound is 3 s
+    finally:
+        if not stopped:
+            await r.stop()
