@@ -42,7 +42,7 @@ from .service.control import EventHub
 from .service.notify import Notifier
 from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
-from .supervise import Supervisor, Watched
+from .supervise import Supervisor, Watched, cancel_and_wait
 
 if TYPE_CHECKING:
     from .announce import Announcer
@@ -309,8 +309,7 @@ class App:
 
         async def stop() -> None:
             watched.retire()  # run() returns once stopped: that is no crash
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(live.stop(), self._deadline.left(2.0))
+            await self._bounded("the Live session", live.stop, 2.0)
             await watched.stop(self._deadline)
 
         stack.push_async_callback(stop)
@@ -355,12 +354,15 @@ class App:
         await watched.stop(self._deadline)
 
     async def _bounded(self, what: str, stop: Callable[[], Awaitable[object]], cap: float | None = None) -> None:
-        try:
-            await asyncio.wait_for(stop(), self._deadline.left(cap))
-        except TimeoutError:
+        """Run a part's ``stop()`` for at most its share of the deadline.  Not ``wait_for``: on a timeout,
+        3.11's waits for the cancelled stop without a bound (see supervise.cancel_and_wait)."""
+        task = asyncio.ensure_future(stop())
+        await asyncio.wait([task], timeout=self._deadline.left(cap))
+        if not task.done():
             log.warning("stopping %s: not done by the deadline", what)
-        except Exception as exc:
-            log.warning("stopping %s: %s", what, exc)
+            await cancel_and_wait(task, min(0.2, self._deadline.left()))
+        elif not task.cancelled() and task.exception() is not None:
+            log.warning("stopping %s: %s", what, task.exception())
 
     async def _join(self, *workers: Worker) -> None:
         """Join threads in parallel until the deadline (their stop events are set already)."""

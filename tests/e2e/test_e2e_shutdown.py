@@ -92,8 +92,8 @@ async def test_shutdown_with_hung_capture_and_player_threads_is_under_5_s(tmp_pa
     assert not any(t.is_alive() for t in hung)
 
 
-async def test_clean_shutdown_joins_every_thread_quickly(tmp_path, models_dir, monkeypatch):
-    """Without a hang every thread ends: none is left behind, and stopping takes well under the deadline."""
+@contextlib.asynccontextmanager
+async def _daemon_with_a_quiet_microphone(tmp_path, models_dir, monkeypatch):
     mic = tmp_path / "mic.fifo"
     os.mkfifo(mic)
     for k, v in _alsa_config(tmp_path / "asound.conf", mic, tmp_path / "played.raw").items():
@@ -118,6 +118,18 @@ async def test_clean_shutdown_joins_every_thread_quickly(tmp_path, models_dir, m
     try:
         await d.start()
         await _until(lambda: d.capture.stats()["state"] == "running", 15, "capture running")
+        yield d
+    finally:
+        await d.stop()
+        done.set()
+        feeder.join(5)
+        os.close(mic_writer)
+        await emu.stop()
+
+
+async def test_clean_shutdown_joins_every_thread_quickly(tmp_path, models_dir, monkeypatch):
+    """Without a hang every thread ends: none is left behind, and stopping takes well under the deadline."""
+    async with _daemon_with_a_quiet_microphone(tmp_path, models_dir, monkeypatch) as d:
         threads = [d.capture.thread, d.player.thread, d.app.running_parts().ear.thread]
         assert all(t is not None and t.is_alive() for t in threads)
         t0 = time.monotonic()
@@ -126,9 +138,31 @@ async def test_clean_shutdown_joins_every_thread_quickly(tmp_path, models_dir, m
         assert not any(t.is_alive() for t in threads)
         assert elapsed < SHUTDOWN_S
         assert not (tmp_path / "c.sock").exists()  # the control socket was closed and removed
-    finally:
-        await d.stop()
-        done.set()
-        feeder.join(5)
-        os.close(mic_writer)
-        await emu.stop()
+
+
+async def test_a_part_whose_stop_loses_its_cancel_does_not_hang_the_shutdown(tmp_path, models_dir, monkeypatch):
+    """A part's stop() that swallows the cancel sent at its deadline (as 3.11's wait_for can, CPython
+    gh-86296) and then waits for ever: the shutdown still ends under 5 s, and the later groups
+    (capture, player) are still stopped."""
+    from edged.conversation import Conversation
+
+    real_stop = Conversation.stop
+    lost = []
+
+    async def stop_that_loses_a_cancel(self):
+        await real_stop(self)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.append(True)
+        await asyncio.Event().wait()  # deaf: only a second cancel ends it
+
+    monkeypatch.setattr(Conversation, "stop", stop_that_loses_a_cancel)
+    async with _daemon_with_a_quiet_microphone(tmp_path, models_dir, monkeypatch) as d:
+        threads = [d.capture.thread, d.player.thread]
+        t0 = time.monotonic()
+        await asyncio.wait_for(asyncio.shield(d.stop()), 30)  # (the old code: never returns)
+        elapsed = time.monotonic() - t0
+        assert lost == [True]
+        assert elapsed < 5.0, f"shutdown took {elapsed:.2f} s"
+        assert not any(t.is_alive() for t in threads)
