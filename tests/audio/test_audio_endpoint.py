@@ -12,12 +12,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.audio.endpoint import Endpointer
+from edged.audio.endpoint import Endpointer as _Endpointer
 from edged.audio.frames import AudioFrame
 from edged.dev import turn_corpus as tc
 
 ROOT = Path(__file__).resolve().parents[2]
 CAP = 700
+
+
+_made: list[_Endpointer] = []
+
+
+class Endpointer(_Endpointer):
+    """The real one, remembered so that each test's Smart Turn worker threads are stopped after it
+    (a CI task dump once showed a dozen idle smart-turn threads left by these tests)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        _made.append(self)
+
+
+@pytest.fixture(autouse=True)
+def _close_endpointers():
+    yield
+    threads = [ep.worker._thread for ep in _made if ep.worker is not None and ep.worker._thread is not None]
+    while _made:
+        _made.pop().close()
+    assert not [t for t in threads if t.is_alive()], "a Smart Turn thread outlived close()"
 
 
 @pytest.fixture(scope="session")
