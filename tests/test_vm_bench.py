@@ -41,6 +41,16 @@ def test_requirements_expand_the_all_extra_without_self_references():
     assert len(reqs) == len(set(reqs))
 
 
+def test_the_wheelhouse_holds_every_wheel_models_fetch_downloads():
+    """The guest has no network: `edged models fetch` in it finds its wheels only in the wheelhouse.
+    (The Smart Turn wheel was missing once and the guest's install failed.)"""
+    from edged.audio import models as M
+
+    got = host.model_wheels()
+    assert got == [(M.PACKAGE, M.WHEEL), (M.SMART_PACKAGE, M.SMART_WHEEL)]
+    assert {(pkg, wheel) for pkg, wheel, *_ in M.SOURCE_OF.values()} == set(got)
+
+
 def test_requirements_name_an_unknown_extra(tmp_path):
     p = tmp_path / "pyproject.toml"
     p.write_text('[project]\nname = "x"\ndependencies = []\n[project.optional-dependencies]\nall = ["x[nope]"]\n')

@@ -2,6 +2,7 @@
 """Host-side helpers of scripts/vm-test (standard library only).
 
     host.py requirements PYPROJECT       the requirement lines for the guest's wheelhouse
+    host.py model-wheels                 "REQUIREMENT WHEEL" of each wheel `edged models fetch` needs
     host.py args [--break A,B] [--only X,Y] OUT.json
     host.py report SHARE [--json OUT] [--boot-s S] [--wall-s S] [--image-s S]
                                          print the result table, write the bench JSON; exit 1 on a failure
@@ -20,9 +21,20 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 # Beyond what scripts/install asks pip for: lgpio (on the Pi, aarch64, pyproject's marker installs it;
 # the x86-64 guest adds it), setuptools (edged's build backend: the guest builds edged offline) and
-# the openwakeword 0.5.1 wheel that `edged models fetch` takes the models from.
+# the wheels `edged models fetch` takes the models from (model_wheels()).
 EXTRA = ["lgpio", "setuptools>=77"]
-NO_DEPS = ["openwakeword==0.5.1"]
+MODELS_PY = HERE.parents[1] / "edged" / "audio" / "models.py"
+
+
+def model_wheels(models_py: Path = MODELS_PY) -> list[tuple[str, str]]:
+    """(requirement, wheel file name) of each wheel `edged models fetch` downloads, as pinned in
+    edged/audio/models.py (its one owner; read as text: this runs before edged is installed)."""
+    text = models_py.read_text(encoding="utf-8")
+    pins = dict(re.findall(r'^(PACKAGE|WHEEL|SMART_PACKAGE|SMART_WHEEL) = "([^"]+)"$', text, re.M))
+    try:
+        return [(pins["PACKAGE"], pins["WHEEL"]), (pins["SMART_PACKAGE"], pins["SMART_WHEEL"])]
+    except KeyError as exc:
+        raise SystemExit(f"{models_py}: no {exc.args[0]} pin found") from None
 
 
 def requirements(pyproject: Path, extra: str = "all") -> list[str]:
@@ -128,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("requirements")
     r.add_argument("pyproject", type=Path)
+    sub.add_parser("model-wheels")
     a = sub.add_parser("args")
     a.add_argument("--break", dest="breaks", default="")
     a.add_argument("--only", default="")
@@ -143,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "requirements":
         print("\n".join(requirements(args.pyproject) + EXTRA))
+        return 0
+    if args.cmd == "model-wheels":
+        print("\n".join(f"{req} {wheel}" for req, wheel in model_wheels()))
         return 0
     if args.cmd == "args":
         try:
