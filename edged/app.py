@@ -73,7 +73,8 @@ RESTART_INITIAL_S = 0.5
 RESTART_MAX_S = 30.0
 TASK_STABLE_S = 10.0
 CRASH_LOOP = 5
-WATCHED = {"sender": "the conversation's sender", "timers": "the timers' clock"}  # names in messages
+WATCHED = {"sender": "the conversation's sender", "timers": "the timers' clock",
+           "mqtt": "the MQTT connection", "mqtt-events": "the MQTT event follower"}  # names in messages
 # mqtt after the conversation and before control; closed before the devices, so `offline` is
 # published while the pins are still valid
 GROUPS = ("devices", "player", "timers", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
@@ -325,7 +326,7 @@ class App:
             return
         watched = self.supervisor.watch("announce", announcer.run, "the announcer")
         stack.push_async_callback(self._stop_watched, watched)
-        await bridge.start()  # returns at once, also when the broker is down (it keeps retrying)
+        await bridge.start(self._watch)  # returns at once, also when the broker is down (it keeps retrying)
         # publishes `offline` and disconnects, bounded by what is left of the deadline
         stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
 

@@ -29,6 +29,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ MAX_PAYLOAD = 4096  # a command payload larger than this is refused unread
 TRANSIENT_MAX = 64  # button / wake events waiting to be sent (only while connected)
 INCOMING_MAX = 256  # aiomqtt's queue of received messages
 
+Watch = Callable[[Callable[[], Coroutine[Any, Any, None]], str], "asyncio.Task[Any]"]
+
 
 class MqttBridge:
     def __init__(self, cfg: MqttConfig, port: SpeakerPort, *, config_file: str = "",
@@ -82,6 +85,7 @@ class MqttBridge:
         self._connected = False
         self._supervisor: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._watch: Watch | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._bg: set[asyncio.Task[Any]] = set()
         self._since: float | None = None
@@ -91,13 +95,16 @@ class MqttBridge:
                       "rediscoveries": 0}
 
     # ---- lifecycle --------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start following the daemon and (when enabled) the connection loop; never waits for the broker."""
+    async def start(self, watch: Watch | None = None) -> None:
+        """Start following the daemon and (when enabled) the connection loop; never waits for the broker.
+        ``watch(factory, name)``: the daemon's supervisor (edged.supervise), which reports and restarts
+        either task if it crashes; without it (a test rig) they are plain tasks."""
+        self._watch = watch
         self._rebuild()
         if self._follower is None:
-            self._follower = asyncio.create_task(self._follow(), name="edged-mqtt-events")
+            self._follower = self._task(self._follow, "mqtt-events")
         if self.cfg.enabled and self._supervisor is None:
-            self._supervisor = asyncio.create_task(self._supervise(), name="edged-mqtt")
+            self._supervisor = self._task(self._supervise, "mqtt")
             log.info("mqtt: Home Assistant bridge for %s via %s", self._ctx.device_id, self.broker)
 
     async def stop(self, timeout: float = 3.0) -> None:
@@ -126,7 +133,7 @@ class MqttBridge:
         self._dirty.clear()
         self._rebuild()
         if cfg.enabled:
-            self._supervisor = asyncio.create_task(self._supervise(), name="edged-mqtt")
+            self._supervisor = self._task(self._supervise, "mqtt")
         log.info("mqtt: reconfigured (%s)", "connecting to " + self.broker if cfg.enabled else "disabled")
         return True
 
@@ -523,6 +530,14 @@ class MqttBridge:
             raise ConfigError(self.config_file or "config", "mqtt.ca_file" if not cfg.cert_file else "mqtt.cert_file",
                               f"cannot load the TLS files: {exc}") from None
         return ctx
+
+    def _task(self, factory: Callable[[], Coroutine[Any, Any, None]], name: str) -> asyncio.Task[Any]:
+        if self._watch is not None:
+            try:
+                return self._watch(factory, name)
+            except RuntimeError as exc:  # the last one did not end in time (logged): this one runs unwatched
+                log.warning("mqtt: %s: %s", name, exc)
+        return asyncio.create_task(factory(), name=f"edged-{name}")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -151,3 +151,40 @@ async def test_stop_is_bounded_when_a_publish_swallows_the_cancel(broker: Broker
     finally:
         if not stopped:
             await r.stop()
+
+
+async def test_a_crashed_bridge_task_is_reported_and_restarted(broker: Broker, ha: HA) -> None:
+    """The bridge's tasks run under the daemon's supervisor (edged.supervise) when it gives one: a
+    bug that escapes the event follower is reported as a problem, and the follower is restarted and
+    carries events to Home Assistant again."""
+    from edged.supervise import Supervisor
+
+    problems: dict[str, str | None] = {}
+    events: list[dict] = []
+    sup = Supervisor(problem=problems.__setitem__, publish=events.append, initial_s=0.05, max_s=0.1, stable_s=60)
+    r = Rig(mqtt_cfg(broker, "t_crash"), devices=[dict(name="lamp", kind="led", pin=17)])
+    real, calls = r.port.subscribe, []
+
+    def subscribe():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the port")
+        return real()
+
+    r.port.subscribe = subscribe  # type: ignore[method-assign]
+    r.loop = asyncio.get_running_loop()
+    r.bank.start()
+    await r.bridge.start(lambda factory, name: sup.watch(name, factory, name).task)
+    try:
+        await until(lambda: sup.get("mqtt-events") is not None and sup.get("mqtt-events").restarts >= 1,
+                    what="the follower restarted")
+        assert "a bug in the port" in (problems.get("task:mqtt-events") or "")
+        assert any(e.get("name") == "mqtt-events" and e.get("state") == "crashed" for e in events)
+        await until(lambda: r.bridge.connected, what="the connection")
+        await ha.sub("edged/t_crash/gpio/lamp")
+        await r.port.set_gpio("lamp", True)  # an event the restarted follower must carry
+        await ha.wait("edged/t_crash/gpio/lamp", lambda p: b"ON" in p)
+        assert sup.failing() is None
+    finally:
+        await r.stop()
+    assert sup.get("mqtt").state == "stopped" and sup.get("mqtt-events").state == "stopped"
