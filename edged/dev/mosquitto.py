@@ -1,4 +1,5 @@
-"""A real mosquitto (Debian's package) on 127.0.0.1 with a generated config, for the tests and the demo.
+"""A real mosquitto (Debian's package) on 127.0.0.1 with a generated config, for the tests and the demo,
+and a client on it that plays Home Assistant.
 
 ``find()`` is the broker's path, or None when it is not installed (``EDGED_MOSQUITTO`` overrides
 the search; set it empty to run as if mosquitto were missing).
@@ -6,13 +7,18 @@ the search; set it empty to run as if mosquitto were missing).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 class BrokerError(RuntimeError):
@@ -88,3 +94,63 @@ class Broker:
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None
+
+
+class HomeAssistant:
+    """A client playing Home Assistant (aiomqtt): subscribes, keeps every message per topic with its
+    retain flag, publishes at QoS 1; ``async with`` connects it and reads until the exit."""
+
+    def __init__(self, port: int, identifier: str | None = None, **kw: Any) -> None:
+        import aiomqtt  # the [mqtt] extra: needed only where a client is made
+
+        self.client = aiomqtt.Client("127.0.0.1", port, identifier=identifier or f"ha-{os.getpid()}-{id(self)}",
+                                     **kw)
+        self.msgs: dict[str, list[tuple[bytes, bool]]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> HomeAssistant:
+        await self.client.__aenter__()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.client.__aexit__(None, None, None)
+
+    async def _read(self) -> None:
+        async for m in self.client.messages:
+            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+            self.msgs[str(m.topic)].append((payload, bool(m.retain)))
+
+    async def sub(self, *topics: str) -> None:
+        await self.client.subscribe([(t, 1) for t in topics])
+
+    async def pub(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
+        await self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def count(self, topic: str) -> int:
+        return len(self.msgs.get(topic, []))
+
+    def last(self, topic: str) -> bytes | None:
+        got = self.msgs.get(topic)
+        return got[-1][0] if got else None
+
+    def payloads(self, topic: str, after: int = 0) -> list[bytes]:
+        return [payload for payload, _ in self.msgs.get(topic, [])[after:]]
+
+    async def wait(self, topic: str, pred: Callable[[bytes], bool] = lambda p: True, *, after: int = 0,
+                   timeout: float = 10.0) -> bytes:
+        """The first message on ``topic`` (from index ``after``) that satisfies pred; TimeoutError
+        at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for payload in self.payloads(topic, after):
+                if pred(payload):
+                    return payload
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for a message on {topic}")
+            await asyncio.sleep(0.01)

@@ -1,10 +1,9 @@
-"""A real mosquitto per test module, a Home Assistant stand-in (aiomqtt), and the bridge over a
-real SpeakerAdapter on a real GpioBank with gpiozero's MockFactory."""
+"""A real mosquitto per test module, a Home Assistant stand-in (aiomqtt; both from edged/dev/mosquitto.py),
+and the bridge over a real SpeakerAdapter on a real GpioBank with gpiozero's MockFactory."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections import defaultdict
@@ -13,13 +12,13 @@ from typing import Any
 
 os.environ.setdefault("GPIOZERO_MOCK_REVISION", "d04170")  # a Pi 5, before gpiozero reads it
 
-import aiomqtt
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edged.config import GpioConfig, GpioDevice, MqttConfig
 from edged.dev import mosquitto
 from edged.dev.mosquitto import Broker as _Broker
+from edged.dev.mosquitto import HomeAssistant as HA
 from edged.dev.mosquitto import free_port, port_open  # noqa: F401 - the tests import them from here
 from edged.mqtt import MqttBridge, SpeakerAdapter
 from edged.service.control import EventHub
@@ -65,58 +64,6 @@ async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-class HA:
-    """A client playing Home Assistant: subscribes, records every message per topic, publishes."""
-
-    def __init__(self, port: int, **kw: Any) -> None:
-        self.client = aiomqtt.Client("127.0.0.1", port, identifier=f"ha-{os.getpid()}-{id(self)}", **kw)
-        self.msgs: dict[str, list[tuple[bytes, bool]]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> HA:
-        await self.client.__aenter__()
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.client.__aexit__(None, None, None)
-
-    async def _read(self) -> None:
-        async for m in self.client.messages:
-            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-            self.msgs[str(m.topic)].append((payload, bool(m.retain)))
-
-    async def sub(self, *topics: str) -> None:
-        await self.client.subscribe([(t, 1) for t in topics])
-
-    async def pub(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
-        await self.client.publish(topic, payload, qos=1, retain=retain)
-
-    def count(self, topic: str) -> int:
-        return len(self.msgs.get(topic, []))
-
-    def last(self, topic: str) -> bytes | None:
-        got = self.msgs.get(topic)
-        return got[-1][0] if got else None
-
-    async def wait(self, topic: str, pred: Callable[[bytes], bool] = lambda p: True, *, after: int = 0,
-                   timeout: float = 10.0) -> bytes:
-        """The first message on ``topic`` (from index ``after``) that satisfies pred."""
-        def found() -> bytes | None:
-            for payload, _ in self.msgs.get(topic, [])[after:]:
-                if pred(payload):
-                    return payload
-            return None
-        got = await until(lambda: found() is not None, timeout, f"a message on {topic}")
-        assert got
-        return found()  # type: ignore[return-value]
 
 
 class Rig:

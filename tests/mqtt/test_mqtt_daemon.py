@@ -9,9 +9,7 @@ import asyncio
 import json
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -24,11 +22,10 @@ from edged.sim import speech as sim_speech
 from edged.sim.scenario import Scenario
 
 from .conftest import HA, Broker
+from .daemon_rig import BASE, DEV_ID, eventually, home_assistant, mqtt_section, running, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 
-DEV_ID = "e2e_spk"
-BASE = f"edged/{DEV_ID}"
 DISC = f"homeassistant/device/{DEV_ID}/config"
 AVAIL = f"{BASE}/availability"
 LIGHT = f"{BASE}/gpio/kitchen_light"
@@ -40,51 +37,17 @@ ANNOUNCE = f"{BASE}/speaker/announce"
 REPLY = "Here is the announcement."
 
 
-def mqtt_section(broker: Broker, **kw: Any) -> dict[str, Any]:
-    return {"enabled": True, "host": "127.0.0.1", "port": broker.port, "device_id": DEV_ID,
-            "device_name": "Kitchen speaker", "backoff_initial_s": 0.05, "backoff_max_s": 0.5, **kw}
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig(broker: Broker, models_dir, tmp_path_factory) -> AsyncIterator[Rig]:
-    r = Rig(tmp_path_factory.mktemp("mqtt-daemon"), models_dir, scenario=Scenario([[{"say": REPLY}]]),
-            overrides={"mqtt": mqtt_section(broker), "turn": {"no_speech_timeout_s": 3.0}})
-    await r.start()
-    try:
-        await eventually(r, lambda st: st["mqtt"]["connected"], "the daemon's bridge to connect", 30)
+    async with running(tmp_path_factory.mktemp("mqtt-daemon"), models_dir, broker,
+                       Scenario([[{"say": REPLY}]]), turn={"no_speech_timeout_s": 3.0}) as r:
         yield r
-    finally:
-        await r.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def hass(broker: Broker) -> AsyncIterator[HA]:
-    async with HA(broker.port) as client:
-        await client.sub(DISC, f"{BASE}/#")
+    async with home_assistant(broker, DISC, f"{BASE}/#") as client:
         yield client
-
-
-async def eventually(rig: Rig, pred: Callable[[dict], Any], what: str, timeout: float = 20.0) -> dict:
-    """The daemon's status (edgectl status) once pred(status) holds; fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = await rig.status()
-        if pred(st):
-            return st
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}: {st.get('mqtt')}"
-        await asyncio.sleep(0.05)
-
-
-async def until(pred: Callable[[], Awaitable[Any] | Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def gpio(rig: Rig) -> dict:
@@ -336,8 +299,7 @@ async def test_a_broker_restart_brings_back_discovery_and_the_full_state(rig: Ri
     broker.start()
     await eventually(rig, lambda st: st["mqtt"]["connected"] and st["mqtt"]["connects"] > connects,
                      "the bridge to reconnect", 30)
-    async with HA(broker.port) as ha:
-        await ha.sub(DISC, f"{BASE}/#")
+    async with home_assistant(broker, DISC, f"{BASE}/#") as ha:
         doc = json.loads(await ha.wait(DISC, bool))
         assert discovery.problems(doc) == []
         fan = b"ON" if (await gpio(rig))["fan"]["value"] else b"OFF"
@@ -345,8 +307,7 @@ async def test_a_broker_restart_brings_back_discovery_and_the_full_state(rig: Ri
                             (f"{BASE}/gpio/kitchen_light/available", b"online")):
             await ha.wait(topic, lambda p, w=want: p == w)
         assert json.loads(await ha.wait(LIGHT, bool))["state"] == "OFF"
-    async with HA(broker.port) as late:  # a Home Assistant that starts now finds it all retained
-        await late.sub(DISC, f"{BASE}/#")
+    async with home_assistant(broker, DISC, f"{BASE}/#") as late:  # one that starts now finds it all retained
         for topic in (DISC, AVAIL, STATE, MUTE, LIGHT, FAN):
             await late.wait(topic, bool)
             assert all(retained for _, retained in late.msgs[topic]), topic

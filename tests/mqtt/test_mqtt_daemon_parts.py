@@ -23,12 +23,10 @@ from edged.dev.rig import Rig
 from edged.sim.scenario import Scenario
 
 from .conftest import HA, Broker
-from .test_mqtt_daemon import eventually, mqtt_section, until
+from .daemon_rig import BASE, eventually, home_assistant, running, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 
-DEV_ID = "e2e_spk"
-BASE = f"edged/{DEV_ID}"
 VOLUME = f"{BASE}/speaker/volume"
 TIMERS = f"{BASE}/speaker/timers"
 PROBLEM = f"{BASE}/speaker/problem"
@@ -46,20 +44,14 @@ def _scenario() -> Scenario:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig(broker: Broker, models_dir, tmp_path_factory) -> AsyncIterator[Rig]:
-    r = Rig(tmp_path_factory.mktemp("mqtt-parts"), models_dir, scenario=_scenario(),
-            overrides={"mqtt": mqtt_section(broker), "audio": {"reopen_backoff_max_s": 0.5}})
-    await r.start()
-    try:
-        await eventually(r, lambda st: st["mqtt"]["connected"], "the daemon's bridge to connect", 30)
+    async with running(tmp_path_factory.mktemp("mqtt-parts"), models_dir, broker, _scenario(),
+                       audio={"reopen_backoff_max_s": 0.5}) as r:
         yield r
-    finally:
-        await r.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def hass(broker: Broker) -> AsyncIterator[HA]:
-    async with HA(broker.port) as client:
-        await client.sub(f"{BASE}/#")
+    async with home_assistant(broker, f"{BASE}/#") as client:
         yield client
 
 

@@ -46,7 +46,7 @@ print(json.dumps({"answers": out}))
 """
 
 
-def _run_admin(cmd: list[str], deadline_s: float = 60) -> None:
+def run_admin(cmd: list[str], deadline_s: float = 60) -> None:
     """useradd & co. fail while another process holds /etc/passwd's lock: retry until a deadline."""
     end = time.monotonic() + deadline_s
     while True:
@@ -66,7 +66,7 @@ class Users:
 
     def group(self, role: str) -> str:
         name = f"edt{role}{self.tag}"
-        _run_admin(["groupadd", name])
+        run_admin(["groupadd", name])
         self.groups.append(name)
         return name
 
@@ -75,7 +75,7 @@ class Users:
         cmd = ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--home-dir", "/nonexistent"]
         if groups:
             cmd += ["--groups", ",".join(groups)]
-        _run_admin([*cmd, name])
+        run_admin([*cmd, name])
         self.users.append(name)
         return name
 
@@ -83,13 +83,13 @@ class Users:
         problems = []
         for name in reversed(self.users):
             with contextlib.suppress(RuntimeError):
-                _run_admin(["userdel", name])
+                run_admin(["userdel", name])
             if subprocess.run(["id", "-u", name], capture_output=True).returncode == 0:
                 problems.append(f"user {name} still exists")
         for name in reversed(self.groups):
             if subprocess.run(["getent", "group", name], capture_output=True).returncode == 0:
                 with contextlib.suppress(RuntimeError):
-                    _run_admin(["groupdel", name])
+                    run_admin(["groupdel", name])
             if subprocess.run(["getent", "group", name], capture_output=True).returncode == 0:
                 problems.append(f"group {name} still exists")
         return problems

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from edged import config, ctl, ctl_config
+from tests.service.realusers import run_admin
 
 
 def run(capsys, *argv):
@@ -170,30 +170,18 @@ def test_write_atomic_keeps_mode_and_owner(tmp_path):
 
 
 # -- as a real user -------------------------------------------------------------------------------
-def _admin(cmd: list[str], deadline_s: float = 60) -> None:
-    """useradd & co. fail while another process holds /etc/passwd's lock: retry until a deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if out.returncode == 0:
-            return
-        if "lock" not in out.stderr or time.monotonic() > end:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}")
-        time.sleep(0.2)  # another process holds the lock: retry, bounded by the deadline
-
-
 @pytest.fixture
 def user() -> Iterator[tuple[str, int, int]]:
     if os.geteuid() != 0 or not shutil.which("useradd"):
         pytest.skip("needs root and useradd")
     name = "ectl" + secrets.token_hex(4)
-    _admin(["useradd", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name])
+    run_admin(["useradd", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name])
     try:
         out = subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout
         gid = subprocess.run(["id", "-g", name], capture_output=True, text=True, check=True).stdout
         yield name, int(out), int(gid)
     finally:
-        _admin(["userdel", name])
+        run_admin(["userdel", name])
 
 
 # The interpreter of the venv may live where other users cannot read (/root/.pyenv): the child
