@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in ("boot-s", "wall-s", "image-s", "wheels-s"):
         p.add_argument(f"--{k}", type=float)
     p.add_argument("--image-key")
+    p.add_argument("--clock", help="whose clock the guest's times are on: host, or guest icount ...")
     args = ap.parse_args(argv)
     if args.cmd == "requirements":
         print("\n".join(requirements(args.pyproject) + EXTRA))
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     extra = {"boot_s": args.boot_s, "wall_s": args.wall_s, "image_build_s": args.image_s,
-             "wheels_s": args.wheels_s, "image_key": args.image_key}
+             "wheels_s": args.wheels_s, "image_key": args.image_key, "guest_clock": args.clock}
     return report(args.share, args.json, {k: v for k, v in extra.items() if v is not None})
 
 
