@@ -190,6 +190,52 @@ class GpioSim:
 GPIO = GpioSim()
 
 
+class GpioTrace:
+    """Every value the kernel sets on the gpio-sim chip's lines, from gpiolib's own tracepoint
+    (``gpio:gpio_value``, in tracefs).
+
+    A line's sysfs value cannot show a write that is undone at once: when the daemon drives an
+    output low and then releases the line, gpio-sim gives it its pull again, and a reader polling
+    sysfs on the guest's one vCPU sees the low only if it happens to run in between (a CI run missed
+    it).  The tracepoint records each set as gpiolib makes it."""
+
+    TRACE = Path("/sys/kernel/tracing")
+    EVENT = TRACE / "events" / "gpio" / "gpio_value" / "enable"
+
+    def start(self) -> str | None:
+        """Start recording; returns why it cannot (no tracefs, no gpio events), or None."""
+        if not self.EVENT.exists():
+            sh("mount -t tracefs nodev /sys/kernel/tracing", check=False)
+        if not self.EVENT.exists():
+            return "no gpio:gpio_value tracepoint in tracefs"
+        self.EVENT.write_text("0")
+        (self.TRACE / "trace").write_text("")
+        self.EVENT.write_text("1")
+        return None
+
+    def stop(self) -> None:
+        if self.EVENT.exists():
+            self.EVENT.write_text("0")
+
+    @staticmethod
+    def number(line: int) -> int:
+        """The kernel's global number of the chip's ``line`` (what the tracepoint prints)."""
+        dev = str(GPIO.base.parent.resolve()) + "/"
+        for chip in Path("/sys/class/gpio").glob("gpiochip*"):
+            if str(chip.resolve()).startswith(dev):
+                return int((chip / "base").read_text()) + line
+        raise Fail(f"no /sys/class/gpio chip under {dev}")
+
+    def sets(self, line: int) -> list[int]:
+        """The values set on ``line`` since start(), in order."""
+        n = self.number(line)
+        text = (self.TRACE / "trace").read_text()
+        return [int(v) for g, v in re.findall(r"gpio_value: (\d+) set (-?\d+)", text) if int(g) == n]
+
+
+GPIO_TRACE = GpioTrace()
+
+
 def rms(raw: bytes) -> float:
     a = array.array("h")
     a.frombytes(raw[: len(raw) // 2 * 2])
@@ -733,20 +779,32 @@ class Bench:
                         seen.append((time.monotonic(), int(v)))
                         last = v
         th = threading.Thread(target=watch, daemon=True)
+        no_trace = GPIO_TRACE.start()
         th.start()
         t = time.monotonic()
-        sh("systemctl stop edged.service", timeout=60)
-        done.set()
-        th.join(5)
-        GPIO.pull(LIGHT_LINE, "pull-down")
+        try:
+            sh("systemctl stop edged.service", timeout=60)
+        finally:
+            done.set()
+            th.join(5)
+            GPIO_TRACE.stop()
+            GPIO.pull(LIGHT_LINE, "pull-down")
         values = [v for _, v in seen]
         p = unit_props()
         if p["ActiveState"] != "inactive":
             raise Fail(f"after stop: {p['ActiveState']}")
-        if 0 not in values:
-            raise Fail(f"line {LIGHT_LINE} was never driven low during the stop (values seen: {values})")
+        if no_trace is None:  # gpiolib's record of the sets decides
+            sets = GPIO_TRACE.sets(LIGHT_LINE)
+            if sets[-1:] != [0]:
+                raise Fail(f"line {LIGHT_LINE} was not driven low during the stop: the values set on it were "
+                           f"{sets} (gpio:gpio_value; sysfs reads: {values})")
+            return (f"line {LIGHT_LINE}: set {sets} during the stop (gpio:gpio_value), sysfs reads {values}; "
+                    "unit inactive")
+        if 0 not in values:  # (no tracepoint here: a low the reader saw)
+            raise Fail(f"line {LIGHT_LINE} was never seen low during the stop (sysfs reads: {values}; {no_trace})")
         t_low = next(ts for ts, v in seen if v == 0)
-        return f"line {LIGHT_LINE}: {values} (driven low {t_low - t:.2f} s into the stop); unit inactive"
+        return (f"line {LIGHT_LINE}: {values} (seen low {t_low - t:.2f} s into the stop; {no_trace}); "
+                "unit inactive")
 
     def s_uninstall(self) -> str:
         self.collect()
