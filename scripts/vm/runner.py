@@ -812,7 +812,8 @@ class Bench:
         self.stop_sim()
         # the bench's own drop-ins (and those of --break), not the installer's
         shutil.rmtree(DROPIN.parent, ignore_errors=True)
-        r = sh([str(SRC / "scripts/uninstall")], timeout=120, check=False)
+        # (disk-bound: the venv's thousands of files; see the scan's timeout below)
+        r = sh([str(SRC / "scripts/uninstall")], timeout=600, check=False)
         (self.share / "uninstall.log").write_text(r.stdout + r.stderr)
         if r.returncode != 0:
             raise Fail(f"scripts/uninstall exited {r.returncode}: {r.stderr[-400:]}")
