@@ -90,8 +90,16 @@ PACKAGE_SETTINGS = SessionSettings(cpu_mem_arena=True, mem_pattern=True, sequent
 
 
 def start_noise(seed: int = NOISE_SEED) -> np.ndarray:
-    """4 s of uniform noise in [-1000, 1000) as int16: the audio the embedding buffer starts from."""
-    return np.random.default_rng(seed).integers(-1000, 1000, NOISE_SAMPLES, dtype=np.int16)
+    """4 s of uniform noise in [-1000, 1000) as int16: the audio the embedding buffer starts from.
+
+    The samples are SplitMix64's output function over a counter, in plain uint64 arithmetic (which
+    wraps): ``numpy.random`` would cost the idle daemon about 6 MB of resident memory (its compiled
+    generators and the modules they pull in) for this one call at start-up."""
+    x = np.arange(NOISE_SAMPLES, dtype=np.uint64) + np.uint64(seed)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return ((x % np.uint64(2000)).astype(np.int64) - 1000).astype(np.int16)
 
 
 class _Session:
