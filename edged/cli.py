@@ -3,6 +3,7 @@
     edged run [--config FILE]          run the daemon in the foreground (as systemd does)
     edged sim [--port N] [--scenario F] run the local Live API emulator
     edged models fetch|check           install / verify the wake-word models
+    edged precompile --into DIR        optimized byte code for the unit (scripts/install)
     edged demo                         the whole speaker against the emulator (scripts/demo)
 
 Sub-commands import their parts lazily so that ``edged --help`` works on any machine.
@@ -51,11 +52,23 @@ def _parser() -> argparse.ArgumentParser:
         m.add_argument("--dir", metavar="DIR", help="models directory (overrides the config)")
     models.set_defaults(entry="edged.audio.models_cli:cli")
 
+    pre = sub.add_parser("precompile", help="write the daemon's optimized byte code (scripts/install runs it)")
+    pre.add_argument("--into", metavar="DIR", required=True, help="the unit's PYTHONPYCACHEPREFIX")
+    pre.set_defaults(entry="edged.cli:_precompile")
     demo = sub.add_parser("demo", help="the whole speaker against the local emulator")
     demo.add_argument("--out", metavar="DIR", default="out/demo", help="where the WAV, JPEGs and logs go")
     demo.add_argument("--live", action="store_true", help="against Google with a real key and microphone")
     demo.set_defaults(entry="edged.dev.demo:main")
     return p
+
+
+def _precompile(args: argparse.Namespace) -> int:
+    from .startup import precompile
+
+    written, missing = precompile(args.into)
+    print(f"edged: {written} modules compiled into {args.into}"
+          + (f"; not importable here (optional): {', '.join(missing)}" if missing else ""))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

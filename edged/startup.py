@@ -99,3 +99,66 @@ def import_live_sdk() -> None:
         for name in SDK_MODULES:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+
+
+# ---- optimized byte code ---------------------------------------------------------------------------
+# The unit runs the daemon with PYTHONOPTIMIZE=2 (no docstrings, no asserts: about 4 MB less resident
+# memory, most of it google-genai's docstrings) and PYTHONPYCACHEPREFIX=/opt/edged/pycache, which
+# scripts/install fills with ``edged precompile``: the service cannot write byte code (ProtectSystem=
+# strict), so without it every start would compile its ~600 modules again, slower and with more memory.
+# Modules the daemon imports inside functions, beyond edged's own (found from a running daemon's
+# import log; tests/test_imports.py checks that nothing the idle daemon loads is missed).
+LAZY_IMPORTS = ("onnxruntime", "webrtcvad", "gpiozero", "gpiozero.pins.mock", "gpiozero.pins.lgpio",
+                "gpiozero.pins.pigpio", "gpiozero.pins.native", "aiomqtt", "wave", "statistics", "queue",
+                "pickle", "pprint", "difflib", "gettext", "argparse", "runpy", "colorsys", "ctypes.util",
+                "concurrent.futures.thread", "stringprep", "encodings.idna", "google.auth.aio.credentials",
+                "anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.stapled",
+                "httpcore2._async.http2", "httpcore2._sync.http2", "httpcore2._async.socks_proxy",
+                "httpcore2._sync.socks_proxy", "httpcore2._backends.trio", "websockets.asyncio.client")
+
+
+def runtime_modules() -> list[str]:
+    """edged's own runtime modules (not the harness: edged.dev, edged.sim)."""
+    import pkgutil
+
+    import edged
+
+    return sorted(m.name for m in pkgutil.walk_packages(edged.__path__, "edged.")
+                  if not m.name.startswith(("edged.dev", "edged.sim", "edged.__main__")))
+
+
+def precompile(into: str, optimize: int = 2) -> tuple[int, list[str]]:
+    """Import what the daemon imports, then write every one of those modules' byte code at
+    ``optimize`` under ``into`` (laid out as PYTHONPYCACHEPREFIX expects).  Returns (files written,
+    modules that could not be imported: optional ones, absent on this machine)."""
+    import importlib.util
+    import py_compile
+
+    missing, failed = [], set()
+    for name in [*runtime_modules(), *LAZY_IMPORTS]:
+        try:
+            with without(*UNUSED_BY_SDK):
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - an optional module (absent, or wrong for this machine)
+            missing.append(name)
+            # its source, when there is one, still runs at every start until the import fails
+            with contextlib.suppress(Exception):
+                spec = importlib.util.find_spec(name)
+                failed.add(spec.origin if spec is not None else None)
+    import_live_sdk()
+    sources = sorted({f for m in list(sys.modules.values())
+                      if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
+                     | {f for f in failed if isinstance(f, str) and f.endswith(".py")})
+    old, sys.pycache_prefix = sys.pycache_prefix, os.path.abspath(into)
+    written = 0
+    try:
+        for src in sources:
+            cfile = importlib.util.cache_from_source(src, optimization=optimize or "")
+            try:
+                py_compile.compile(src, cfile=cfile, doraise=True, optimize=optimize)
+                written += 1
+            except (py_compile.PyCompileError, OSError):
+                missing.append(src)
+    finally:
+        sys.pycache_prefix = old
+    return written, missing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,63 @@ def test_settle_memory_freezes_the_start_up_objects_and_reports_rss() -> None:
         assert 0.0 < after and 0.0 < before
     finally:
         gc.unfreeze()
+
+
+# ---- the unit's optimized byte code (PYTHONOPTIMIZE=2 under PYTHONPYCACHEPREFIX) -----------------------
+NOT_DAEMON = ("sitecustomize", "usercustomize", "__main__", "edged.__main__")  # the import log's hook; `python -m`
+
+
+@pytest.fixture(scope="module")
+def pycache(tmp_path_factory):
+    into = tmp_path_factory.mktemp("pycache")
+    out = subprocess.run([sys.executable, "-m", "edged.cli", "precompile", "--into", str(into)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert f"compiled into {into}" in out.stdout
+    return into
+
+
+def _cached(src: str, into) -> str:
+    import importlib.util
+
+    old, sys.pycache_prefix = sys.pycache_prefix, str(into)
+    try:
+        return importlib.util.cache_from_source(src, optimization=2)
+    finally:
+        sys.pycache_prefix = old
+
+
+def test_precompile_covers_every_module_the_running_daemon_loaded(pycache, daemon) -> None:
+    """What the session's real daemon imported (its import log, start-up and serving) has byte code
+    under the prefix: a module missing from startup.LAZY_IMPORTS would be compiled at every start."""
+    import importlib.util
+    import os
+
+    daemon.client.request("status")
+    loaded = set(daemon.import_log.read_text().split()) - set(NOT_DAEMON)
+    missing, checked = [], 0
+    for name in sorted(loaded):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue  # an import the daemon tried and that failed (an optional module absent here)
+        if spec is None or not (spec.origin or "").endswith(".py"):
+            continue  # built in, or a compiled extension: no byte code
+        checked += 1
+        if not os.path.exists(_cached(spec.origin, pycache)):
+            missing.append(name)
+    assert checked > 300 and missing == []
+
+
+def test_the_daemon_loads_its_byte_code_from_the_prefix(pycache) -> None:
+    """Run as the unit runs it: the big modules come from the prefix's opt-2 files, not compiled."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(PYTHONOPTIMIZE="2", PYTHONPYCACHEPREFIX=str(pycache), PYTHONVERBOSE="1")
+    out = subprocess.run([sys.executable, "-c", "import edged.app, edged.parts, edged.startup as s; "
+                          "s.import_live_sdk(); assert s.__doc__ is None"],
+                         capture_output=True, text=True, timeout=120, env=env, check=True)
+    import google.genai.types
+
+    import edged.app
+
+    for mod in (edged.app, google.genai.types):
+        assert f"# code object from '{_cached(mod.__file__, pycache)}'" in out.stderr, mod.__name__

@@ -57,6 +57,8 @@ def test_install_dry_run_plan(fake_root, tmp_path):
             in out.stdout)
     assert "2770" not in joined and "-o edged -g edged -m 0640" not in joined
     assert f"runuser -u edged -- {venv}/bin/edged models fetch --dir {tmp_path}/state/models" in plan
+    # the byte code the unit's PYTHONOPTIMIZE=2 reads, where its PYTHONPYCACHEPREFIX points (PREFIX/pycache)
+    assert f"{venv}/bin/edged precompile --into {tmp_path}/opt/pycache" in plan
     assert f"install -m 0644 {ROOT}/systemd/edged.service {tmp_path}/units/edged.service" in plan
     assert plan[-3:] == ["systemctl daemon-reload", "systemctl enable edged.service",
                          "systemctl restart edged.service"]

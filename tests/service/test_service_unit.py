@@ -93,3 +93,18 @@ def test_required_settings():
         assert dev in allowed
     families = one["RestrictAddressFamilies"].split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families)
+
+
+def test_optimized_byte_code_comes_from_where_install_writes_it():
+    """PYTHONOPTIMIZE=2 needs opt-2 byte code the service cannot write itself (ProtectSystem=strict
+    makes /opt read-only): its PYTHONPYCACHEPREFIX is the folder scripts/install fills."""
+    env = {}
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Environment="):
+            env.update(kv.split("=", 1) for kv in line.split("=", 1)[1].split())
+    assert env["PYTHONOPTIMIZE"] == "2"
+    install = (UNIT.parents[1] / "scripts" / "install").read_text()
+    prefix = re.search(r"^PREFIX=\$\{EDGED_PREFIX:-(\S+)\}$", install, re.M).group(1)
+    assert env["PYTHONPYCACHEPREFIX"] == f"{prefix}/pycache"
+    assert REAL_BIN.startswith(prefix + "/")
+    assert 'edged" precompile --into "$PREFIX/pycache"' in install
