@@ -470,7 +470,13 @@ class Bench:
         if f'Status: "{text}' not in shown and f"Status: \"{text[:40]}" not in shown:
             raise Fail(f"systemctl status does not show the STATUS text {text!r}:\n{shown[:800]}")
         self.wait_idle(60)
-        return f"READY after {self.figures['start_to_ready_s']} s; Status: {text!r}"
+        pid = unit_props()["MainPID"]
+        with open(f"/proc/{pid}/status") as f:
+            vm = {k: int(v.split()[0]) / 1024 for k, v in (ln.split(":", 1) for ln in f) if k in ("VmRSS", "RssAnon")}
+        self.figures["idle_vmrss_mb"], self.figures["idle_rssanon_mb"] = round(vm["VmRSS"], 1), round(vm["RssAnon"], 1)
+        pycs = sum(1 for _ in Path("/opt/edged/pycache").rglob("*.opt-2.pyc"))
+        return (f"READY after {self.figures['start_to_ready_s']} s; Status: {text!r}; idle VmRSS "
+                f"{vm['VmRSS']:.1f} MB; {pycs} opt-2 byte-code files from scripts/install")
 
     def keeps_real_time(self, seconds: float = 8.0) -> None:
         """Skip when the guest cannot run the wake-word model at the pace of the microphone: the
