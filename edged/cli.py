@@ -66,7 +66,7 @@ def _precompile(args: argparse.Namespace) -> int:
     from .startup import precompile
 
     written, missing = precompile(args.into)
-    print(f"edged: {written} modules compiled into {args.into}"
+    print(f"edged: {written} modules compiled into {args.into} (the others were current)"
           + (f"; not importable here (optional): {', '.join(missing)}" if missing else ""))
     return 0
 

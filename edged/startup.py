@@ -127,10 +127,27 @@ def runtime_modules() -> list[str]:
                   if not m.name.startswith(("edged.dev", "edged.sim", "edged.__main__")))
 
 
+def _current(src: str, cfile: str) -> bool:
+    """Is ``cfile`` this Python's byte code for ``src`` as it is now (the header's magic number,
+    timestamp-checked flags, source mtime and size, as the import system checks them)?"""
+    import importlib.util
+
+    try:
+        with open(cfile, "rb") as f:
+            head = f.read(16)
+        st = os.stat(src)
+    except OSError:
+        return False
+    return (len(head) == 16 and head[:4] == importlib.util.MAGIC_NUMBER and head[4:8] == b"\0\0\0\0"
+            and int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF)
+
+
 def precompile(into: str, optimize: int = 2) -> tuple[int, list[str]]:
     """Import what the daemon imports, then write every one of those modules' byte code at
     ``optimize`` under ``into`` (laid out as PYTHONPYCACHEPREFIX expects).  Returns (files written,
-    modules that could not be imported: optional ones, absent on this machine)."""
+    modules that could not be imported: optional ones, absent on this machine).  Byte code already
+    current is kept (an update recompiles only what changed)."""
     import importlib.util
     import py_compile
 
@@ -154,6 +171,8 @@ def precompile(into: str, optimize: int = 2) -> tuple[int, list[str]]:
     try:
         for src in sources:
             cfile = importlib.util.cache_from_source(src, optimization=optimize or "")
+            if _current(src, cfile):
+                continue
             try:
                 py_compile.compile(src, cfile=cfile, doraise=True, optimize=optimize)
                 written += 1

@@ -137,3 +137,28 @@ def test_the_daemon_loads_its_byte_code_from_the_prefix(pycache) -> None:
 
     for mod in (edged.app, google.genai.types):
         assert f"# code object from '{_cached(mod.__file__, pycache)}'" in out.stderr, mod.__name__
+
+
+def test_precompile_again_keeps_what_is_current(pycache) -> None:
+    """An update (scripts/install run again) rewrites only the byte code whose source changed."""
+    out = subprocess.run([sys.executable, "-m", "edged.cli", "precompile", "--into", str(pycache)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.startswith(f"edged: 0 modules compiled into {pycache} "), out.stdout
+
+
+def test_current_byte_code_is_told_by_its_header(tmp_path) -> None:
+    import py_compile
+
+    src = tmp_path / "m.py"
+    src.write_text("X = 1\n")
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    cfile = str(tmp_path / "m.opt-2.pyc")
+    assert not startup._current(str(src), cfile)  # none yet
+    py_compile.compile(str(src), cfile=cfile, doraise=True, optimize=2)
+    assert startup._current(str(src), cfile)
+    os.utime(src, (1_700_000_100, 1_700_000_100))  # touched: the import system would recompile it
+    assert not startup._current(str(src), cfile)
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    src.write_text("X = 22\n")  # same mtime, other size
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    assert not startup._current(str(src), cfile)
