@@ -56,43 +56,30 @@ def run_audio(models: Path, seconds: float) -> dict[str, Any]:
     return json.loads(p.stdout)
 
 
-def run_ort(models: Path, frames: int, runs: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edged-bench-ort-") as d:
-        out = Path(d) / "ort.json"
-        p = _sub([str(BENCH / "bench_ort.py"), "--frames", str(frames), "--runs", str(runs), "--models", str(models),
-                  "--json", str(out)], 1800)
+def _child(script: str, timeout: float, *args: str) -> dict[str, Any]:
+    """Run bench/``script`` with ``args`` and ``--json FILE``; its results, or why there are none."""
+    with tempfile.TemporaryDirectory(prefix="edged-bench-") as d:
+        out = Path(d) / "result.json"
+        p = _sub([str(BENCH / script), *args, "--json", str(out)], timeout)
         if not out.exists():
-            raise RuntimeError(f"bench_ort.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+            raise RuntimeError(f"{script} exited {p.returncode}: {p.stderr.strip()[-500:]}")
         return json.loads(out.read_text())
+
+
+def run_ort(models: Path, frames: int, runs: int) -> dict[str, Any]:
+    return _child("bench_ort.py", 1800, "--frames", str(frames), "--runs", str(runs), "--models", str(models))
 
 
 def run_live(samples: int, goaways: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edged-bench-live-") as d:
-        out = Path(d) / "live.json"
-        p = _sub([str(BENCH / "bench_live.py"), "--samples", str(samples), "--goaways", str(goaways),
-                  "--json", str(out)], 900)
-        if not out.exists():
-            raise RuntimeError(f"bench_live.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+    return _child("bench_live.py", 900, "--samples", str(samples), "--goaways", str(goaways))
 
 
 def run_mqtt(samples: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edged-bench-mqtt-") as d:
-        out = Path(d) / "mqtt.json"
-        p = _sub([str(BENCH / "bench_mqtt.py"), "--samples", str(samples), "--json", str(out)], 600)
-        if not out.exists():
-            raise RuntimeError(f"bench_mqtt.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+    return _child("bench_mqtt.py", 600, "--samples", str(samples))
 
 
 def run_player(models: Path, wakes: int, replies: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edged-bench-player-") as d:
-        out = Path(d) / "player.json"
-        p = _sub([str(BENCH / "bench_player.py"), "--wakes", str(wakes), "--replies", str(replies),
-                  "--models", str(models), "--json", str(out)], 1800)
-        if not out.exists():
-            raise RuntimeError(f"bench_player.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+    return _child("bench_player.py", 1800, "--wakes", str(wakes), "--replies", str(replies), "--models", str(models))
 
 
 def player_rows(p: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
@@ -120,13 +107,7 @@ def player_rows(p: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def run_asynctools(models: Path, runs: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edged-bench-async-") as d:
-        out = Path(d) / "asynctools.json"
-        p = _sub([str(BENCH / "bench_asynctools.py"), "--runs", str(runs), "--models", str(models),
-                  "--json", str(out)], 1800)
-        if not out.exists():
-            raise RuntimeError(f"bench_asynctools.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+    return _child("bench_asynctools.py", 1800, "--runs", str(runs), "--models", str(models))
 
 
 def asynctools_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
