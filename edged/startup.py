@@ -107,14 +107,16 @@ def import_live_sdk() -> None:
 # scripts/install fills with ``edged precompile``: the service cannot write byte code (ProtectSystem=
 # strict), so without it every start would compile its ~600 modules again, slower and with more memory.
 # Modules the daemon imports inside functions, beyond edged's own (found from a running daemon's
-# import log; tests/test_imports.py checks that nothing the idle daemon loads is missed).
-LAZY_IMPORTS = ("onnxruntime", "webrtcvad", "gpiozero", "gpiozero.pins.mock", "gpiozero.pins.lgpio",
-                "gpiozero.pins.pigpio", "gpiozero.pins.native", "aiomqtt", "wave", "statistics", "queue",
-                "pickle", "pprint", "difflib", "gettext", "argparse", "runpy", "colorsys", "ctypes.util",
-                "concurrent.futures.thread", "stringprep", "encodings.idna", "google.auth.aio.credentials",
-                "anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.stapled",
-                "httpcore2._async.http2", "httpcore2._sync.http2", "httpcore2._async.socks_proxy",
-                "httpcore2._sync.socks_proxy", "httpcore2._backends.trio", "websockets.asyncio.client")
+# import log; tests/test_startup.py checks that nothing a serving daemon loads is missed).
+LAZY_IMPORTS = ("onnxruntime", "webrtcvad", "simplejpeg", "PIL.Image", "picamera2", "systemd.daemon",
+                "systemd.journal", "traceback", "concurrent.futures", "gpiozero", "gpiozero.pins.mock",
+                "gpiozero.pins.lgpio", "gpiozero.pins.pigpio", "gpiozero.pins.native", "aiomqtt", "wave",
+                "statistics", "queue", "pickle", "pprint", "difflib", "gettext", "argparse", "runpy",
+                "colorsys", "ctypes.util", "concurrent.futures.thread", "stringprep", "encodings.idna",
+                "google.auth.aio.credentials", "anyio._backends._asyncio", "anyio.streams.memory",
+                "anyio.streams.stapled", "httpcore2._async.http2", "httpcore2._sync.http2",
+                "httpcore2._async.socks_proxy", "httpcore2._sync.socks_proxy", "httpcore2._backends.trio",
+                "websockets.asyncio.client")
 
 
 def runtime_modules() -> list[str]:
@@ -152,17 +154,16 @@ def precompile(into: str, optimize: int = 2) -> tuple[int, list[str]]:
     import py_compile
 
     missing, failed = [], set()
+    import_live_sdk()  # first, as the daemon does: without the modules it leaves out of the SDK
     for name in [*runtime_modules(), *LAZY_IMPORTS]:
         try:
-            with without(*UNUSED_BY_SDK):
-                importlib.import_module(name)
+            importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional module (absent, or wrong for this machine)
             missing.append(name)
             # its source, when there is one, still runs at every start until the import fails
             with contextlib.suppress(Exception):
                 spec = importlib.util.find_spec(name)
                 failed.add(spec.origin if spec is not None else None)
-    import_live_sdk()
     sources = sorted({f for m in list(sys.modules.values())
                       if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
                      | {f for f in failed if isinstance(f, str) and f.endswith(".py")})
