@@ -8,8 +8,9 @@
 # (Debian's arm64 kernel, taken out of the rootfs), kernel-version and packages.txt.  The rootfs is
 # Debian bookworm: `debootstrap --foreign --arch=arm64`, its second stage run in a chroot through
 # qemu-user-static, then python3, python3-venv, alsa-utils, gpiod, systemd and linux-image-arm64,
-# a serial console on ttyAMA0 (qemu's `virt` board) and a oneshot unit that runs the probe
-# (scripts/vm/arm64/probe.py) from the host's 9p share.  Mirror: $EDGED_VM_MIRROR, else the Debian
+# a serial console on ttyAMA0 (qemu's `virt` board), gpio-sim built out of tree in the chroot as the
+# x86-64 image does (scripts/vm/gpio-sim: Debian's kernels lack it) and a oneshot unit that runs the
+# probe (scripts/vm/arm64/probe.py) from the host's 9p share.  Mirror: $EDGED_VM_MIRROR, else the Debian
 # mirror apt uses on this host.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:?usage: build-image.sh OUTDIR}
 SUITE=bookworm
 PACKAGES=(systemd-sysv udev kmod dbus procps initramfs-tools python3 python3-venv alsa-utils gpiod linux-image-arm64)
+BUILD_ONLY=(linux-headers-arm64 gcc make xz-utils)
 
 log() { printf '\033[1m[vm-arm64-image]\033[0m %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { echo "build-image.sh: must run as root (debootstrap, chroot)" >&2; exit 1; }
@@ -38,7 +40,9 @@ root="$work/root"
 mounted=()
 cleanup() {
   for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
-  rm -rf "$work"
+  # and whatever debootstrap's second stage left mounted; never delete across a mount (a bound /dev)
+  awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 in_root() { LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$root" "$@"; }
@@ -74,13 +78,25 @@ printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nDpkg::
 mkdir -p "$root/etc/initramfs-tools/conf.d"
 printf 'MODULES=list\nCOMPRESS=gzip\n' > "$root/etc/initramfs-tools/conf.d/vm-bench.conf"
 printf 'virtio_pci\nvirtio_mmio\nvirtio_blk\next4\n' > "$root/etc/initramfs-tools/modules"
-log "apt-get install ${PACKAGES[*]}"
+log "apt-get install ${PACKAGES[*]} ${BUILD_ONLY[*]}"
 in_root apt-get update -qq
-in_root apt-get install -y -qq -o Dpkg::Options::=--force-confold "${PACKAGES[@]}" > "$work/apt.log" 2>&1 \
+in_root apt-get install -y -qq -o Dpkg::Options::=--force-confold "${PACKAGES[@]}" "${BUILD_ONLY[@]}" > "$work/apt.log" 2>&1 \
   || { tail -n 30 "$work/apt.log" >&2; exit 1; }
 KVER=$(ls "$root/lib/modules" | sort -V | tail -n1)
-log "packages installed ($((SECONDS - t0)) s); kernel $KVER"
+HVER=$(in_root dpkg-query -W -f '${Version}' "linux-headers-$KVER")
+log "packages installed ($((SECONDS - t0)) s); kernel $KVER (linux $HVER): building gpio-sim out of tree"
+in_root sh -c "cd /tmp && apt-get download -qq linux-source-6.1=$HVER"
+rm -rf "$root/tmp/gpio-sim" && cp -r "$HERE/../gpio-sim" "$root/tmp/gpio-sim"
+in_root sh /tmp/gpio-sim/build.sh "$KVER" "$(cd "$root" && ls tmp/linux-source-6.1_*.deb | sed 's|^|/|')" \
+  "/lib/modules/$KVER/updates"
+in_root depmod -a "$KVER"
+in_root modinfo -F vermagic "/lib/modules/$KVER/updates/gpio-sim-oot.ko" | grep -q "^$KVER " \
+  || { echo "gpio-sim-oot.ko: vermagic does not match $KVER" >&2; exit 1; }
+log "gpio-sim built ($((SECONDS - t0)) s)"
 
+in_root apt-get purge -y -qq "${BUILD_ONLY[@]}" "linux-headers-$KVER" "linux-headers-${KVER%-arm64}-common" \
+  "linux-kbuild-${KVER%%.*}.$(echo "$KVER" | cut -d. -f2)" > /dev/null 2>&1 || true
+in_root apt-get autoremove -y -qq --purge > /dev/null 2>&1 || true
 in_root apt-get clean
 rm -rf "$root"/tmp/* "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
   "$root"/usr/share/locale/* "$root/usr/sbin/policy-rc.d"

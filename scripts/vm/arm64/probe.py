@@ -11,7 +11,9 @@ wake-word and GPIO parts import numpy, onnxruntime and lgpio only in the Python 
                                              with PY (a Python with onnxruntime) score them and keep the
                                              best wake clip (>= 0.5) as OUT/wake.raw, the other as
                                              OUT/nonwake.raw (and .wav); prints the host's scores (JSON)
-    probe.py gpio                            lgpio's version and which gpiochips it can open (JSON)
+    probe.py gpio [--sim SYSFS]              lgpio's version and which gpiochips it can open (JSON); with
+                                             --sim (a gpio-sim chip's sysfs dir), an output line written and
+                                             an input line read through lgpio, checked through gpio-sim
     probe.py guest --share DIR --uptime S    in the guest: all of the above plus a venv made offline
                                              from DIR/../wheels and snd-aloop; writes DIR/results.json
 """
@@ -121,7 +123,45 @@ def host_clips(out: Path, models_dir: Path, python: str | None) -> dict:
     return host
 
 
-def gpio_probe() -> dict:
+def gpio_sim_create(lines: int = 8) -> dict:
+    """A gpio-sim chip through configfs (the module built out of tree into the image): its sysfs dir."""
+    cfg = Path("/sys/kernel/config/gpio-sim/arm64")
+    out = {"modprobe": _run(["modprobe", "gpio-sim-oot"])}
+    if out["modprobe"]["rc"] == 0:
+        try:
+            (cfg / "bank0").mkdir(parents=True)
+            (cfg / "bank0" / "num_lines").write_text(str(lines))
+            (cfg / "live").write_text("1")
+            _run(["udevadm", "settle", "-t", "10"])
+            chip = (cfg / "bank0" / "chip_name").read_text().strip()
+            out["sysfs"] = f"/sys/devices/platform/{(cfg / 'dev_name').read_text().strip()}/{chip}"
+        except OSError as exc:
+            out["error"] = str(exc)
+    return out
+
+
+def gpio_sim_loop(lgpio, sysfs: Path) -> dict:
+    """lgpio drives line 0 high then low, gpio-sim reads it; gpio-sim pulls line 1 up then down, lgpio reads it."""
+    h = lgpio.gpiochip_open(int(sysfs.name.removeprefix("gpiochip")))
+    try:
+        line = sysfs / "sim_gpio0" / "value"
+        lgpio.gpio_claim_output(h, 0, 1)
+        high = int(line.read_text())
+        lgpio.gpio_write(h, 0, 0)
+        low = int(line.read_text())
+        reads = []
+        for pull in ("pull-up", "pull-down"):
+            (sysfs / "sim_gpio1" / "pull").write_text(pull)
+            if not reads:
+                lgpio.gpio_claim_input(h, 1)
+            reads.append(lgpio.gpio_read(h, 1))
+    finally:
+        lgpio.gpiochip_close(h)
+    ok = (high, low, reads) == (1, 0, [1, 0])
+    return {"ok": ok, "output_seen_by_sim": [high, low], "input_read_pull_up_down": reads}
+
+
+def gpio_probe(sim: Path | None = None) -> dict:
     """lgpio's version and, for each /dev/gpiochip*, whether lgpio opens it (and its lines)."""
     import lgpio
 
@@ -139,6 +179,11 @@ def gpio_probe() -> dict:
         except Exception as exc:  # lgpio raises its own error type
             row.update(opened=False, error=str(exc))
         out["chips"].append(row)
+    if sim:
+        try:
+            out["gpio_sim_loop"] = gpio_sim_loop(lgpio, sim)
+        except Exception as exc:  # lgpio.error, OSError
+            out["gpio_sim_loop"] = {"ok": False, "error": str(exc)}
     return out
 
 
@@ -188,13 +233,10 @@ def guest(share: Path, uptime: float) -> int:
             res["steps"]["wake"] = step
             res["wake"] = _json_of(step)
         save()
-        res["steps"]["gpio"] = step = _run([venv_py, me, "gpio"])
+        res["gpio_sim"] = sim = gpio_sim_create()
+        res["steps"]["gpio"] = step = _run([venv_py, me, "gpio", *(["--sim", sim["sysfs"]] if "sysfs" in sim else [])])
         res["gpio"] = _json_of(step)
-    res["gpio_kernel"] = {
-        "gpiochips": sorted(glob.glob("/dev/gpiochip*")),
-        "modprobe_gpio_sim": _run(["modprobe", "gpio-sim"]),
-        "modprobe_gpio_mockup": _run(["modprobe", "gpio-mockup"]),
-    }
+    res["gpiochips"] = sorted(glob.glob("/dev/gpiochip*"))
     save()
     # a real ALSA card: snd-aloop, listed by aplay, a clip played into it and recorded back
     alsa: dict = {"modprobe": _run(["modprobe", "snd-aloop"])}
@@ -213,8 +255,12 @@ def guest(share: Path, uptime: float) -> int:
             _, err = p.communicate()
         data = rec.read_bytes() if rec.exists() else b""
         nonzero = sum(1 for i in range(0, len(data) - 1, 2) if data[i] or data[i + 1])
+        # the loopback card is bit-exact: the clip's first 0.25 s of speech is in the record as it is
+        raw = clip.with_suffix(".raw").read_bytes()
+        start = (len(raw) - len(raw.lstrip(b"\0"))) & ~1
+        speech = raw[start:start + 8000]
         alsa["arecord"] = {"rc": p.returncode, "bytes": len(data), "nonzero_samples": nonzero,
-                           "error": err.strip()[-500:]}
+                           "clip_found_bit_exact": speech in data, "error": err.strip()[-500:]}
     res["alsa"] = alsa
     res["uptime_at_end_s"] = float(Path("/proc/uptime").read_text().split()[0])
     save()
@@ -234,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("out", type=Path)
     c.add_argument("models", type=Path)
     c.add_argument("--python")
-    sub.add_parser("gpio")
+    gp = sub.add_parser("gpio")
+    gp.add_argument("--sim", type=Path)
     g = sub.add_parser("guest")
     g.add_argument("--share", type=Path, required=True)
     g.add_argument("--uptime", type=float, required=True)
@@ -249,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "clips":
         print(json.dumps(host_clips(args.out, args.models, args.python)))
     elif args.cmd == "gpio":
-        print(json.dumps(gpio_probe()))
+        print(json.dumps(gpio_probe(args.sim)))
     else:
         return guest(args.share, args.uptime)
     return 0

@@ -43,7 +43,7 @@ def rows(doc: dict[str, Any]) -> tuple[list[tuple[str, str, str]], bool]:
     out.append(("wake word (onnxruntime)", "PASS" if good else "FAIL",
                 f"peak wake {w} (host {host_wake}), non-wake {n} (host {hw.get('nonwake', {}).get('peak')}); "
                 f"{mpf.get('mean')} ms mean / {mpf.get('median')} ms median per 80 ms frame "
-                f"(host {(doc.get('host') or {}).get('ms_per_frame', {}).get('median')}); "
+                f"(host median {(doc.get('host') or {}).get('ms_per_frame', {}).get('median')} ms); "
                 f"onnxruntime {wake.get('onnxruntime')}, numpy {wake.get('numpy')}" if wake else
                 (steps.get("wake") or steps.get("models") or {}).get("output", "did not run")[-300:]))
     gp = g.get("gpio")
@@ -52,7 +52,15 @@ def rows(doc: dict[str, Any]) -> tuple[list[tuple[str, str, str]], bool]:
         detail = f"lgpio {gp['lgpio']}; " + ("; ".join(
             f"{c['dev']} {c.get('label') or c.get('name')} {c.get('lines')} lines" if c.get("opened")
             else f"{c['dev']}: {c.get('error')}" for c in gp["chips"]) or "no /dev/gpiochip* in the guest")
-        out.append(("lgpio", "opens a chip" if opened else "no chip opened", detail))
+        loop = gp.get("gpio_sim_loop")
+        if loop:
+            detail += (f"; gpio-sim loop: lgpio output seen {loop.get('output_seen_by_sim')}, pull-up/down read "
+                       f"{loop.get('input_read_pull_up_down')}" if "error" not in loop else f"; gpio-sim loop: {loop['error']}")
+        else:
+            detail += f"; no gpio-sim chip: {(g.get('gpio_sim') or {}).get('modprobe', {}).get('output', 'not tried')[-150:]}"
+        result = "PASS (gpio-sim loop)" if loop and loop.get("ok") else "FAIL (gpio-sim loop)" if loop else \
+            "opens a chip" if opened else "no chip opened"
+        out.append(("lgpio", result, detail))
     else:
         out.append(("lgpio", "FAIL", (steps.get("gpio") or {}).get("output", "did not run")[-300:]))
         ok = False
@@ -64,7 +72,8 @@ def rows(doc: dict[str, Any]) -> tuple[list[tuple[str, str, str]], bool]:
     out.append(("snd-aloop", "PASS" if good else "FAIL",
                 f"aplay -l lists Loopback: {'Loopback' in (alsa.get('aplay_l') or {}).get('output', '')}; "
                 f"clip played rc {(alsa.get('aplay_clip') or {}).get('rc')}, recorded back "
-                f"{rec.get('nonzero_samples')} non-zero samples of {rec.get('bytes', 0) // 2}"))
+                f"{rec.get('nonzero_samples')} non-zero samples of {rec.get('bytes', 0) // 2}, "
+                f"the clip's speech found bit-exact: {rec.get('clip_found_bit_exact')}"))
     return out, ok and "uptime_at_end_s" in g
 
 
