@@ -130,3 +130,71 @@ def test_vm_test_skips_with_edged_skip_vm():
 def test_vm_test_refuses_an_unknown_option():
     r = subprocess.run([str(ROOT / "scripts" / "vm-test"), "--bogus"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "unknown argument: --bogus" in r.stderr
+
+
+# ---- scripts/vm-arm64 (the arm64 guest under qemu-system-aarch64): no VM is booted here ----------------
+VM_ARM64 = ROOT / "scripts" / "vm-arm64"
+
+
+def test_vm_arm64_scripts_parse_and_document_themselves():
+    for script in (VM_ARM64, VM / "arm64" / "build-image.sh"):
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, script
+    assert subprocess.run(["sh", "-n", str(VM / "arm64" / "vm-arm64-boot")], capture_output=True).returncode == 0
+    r = subprocess.run([str(VM_ARM64), "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "qemu-system-aarch64" in r.stdout and "--check" in r.stdout
+    r = subprocess.run([str(VM_ARM64), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "unknown argument: --bogus" in r.stderr
+    r = subprocess.run([str(VM_ARM64)], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "EDGED_SKIP_VM": "1"})
+    assert r.returncode == 0 and "skipped" in r.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["--check"]])
+def test_vm_arm64_exits_77_with_the_reason_when_the_host_cannot_run_it(tmp_path, args):
+    """No qemu-system-aarch64 (a name that does not exist) and installing forbidden: 77 and what is missing
+    (as a non-root user the reason is the image that only root can build).  Nothing is built or booted."""
+    env = {**os.environ, "EDGED_VM_CACHE": str(tmp_path), "EDGED_VM_NO_INSTALL": "1",
+           "EDGED_VM_QEMU_AARCH64": str(tmp_path / "no-such-qemu-system-aarch64")}
+    env.pop("EDGED_SKIP_VM", None)
+    r = subprocess.run([str(VM_ARM64), *args], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 77, r.stderr
+    assert "cannot run here" in r.stderr
+    assert ("qemu-system-arm" if os.geteuid() == 0 else "needs root") in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vm_arm64_pins_the_x86_stacks_versions():
+    """The aarch64 wheels are the versions the x86-64 development venv runs, so the figures compare."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = dict(p.split("==") for p in (VM / "arm64" / "pins.txt").read_text().split())
+    assert set(pins) == {"onnxruntime", "numpy", "lgpio"}
+    for name in ("onnxruntime", "numpy"):
+        try:
+            assert pins[name] == version(name), name
+        except PackageNotFoundError:
+            pass
+
+
+def test_vm_arm64_report_judges_the_guest_results(tmp_path):
+    report = _load("arm64/report")
+    step = {"rc": 0, "seconds": 1.0, "output": ""}
+    guest = {"uptime_at_probe_s": 30.1, "kernel": "6.1", "machine": "aarch64",
+             "steps": {"venv": step, "pip_install": step},
+             "wake": {"clips": {"wake": {"peak": 0.97}, "nonwake": {"peak": 0.01}},
+                      "ms_per_frame": {"mean": 300, "median": 290}},
+             "gpio": {"lgpio": "0.2.2.0", "chips": []},
+             "alsa": {"modprobe": step, "aplay_l": {**step, "output": "card 0: Loopback [Loopback]"},
+                      "aplay_clip": step, "arecord": {"bytes": 100, "nonzero_samples": 40}},
+             "uptime_at_end_s": 200.0}
+    rows, ok = report.rows({"boot_s": 50.0, "guest": guest})
+    assert ok and rows[0][1] == "50.0 s host"
+    assert any(r[0] == "lgpio" and "no /dev/gpiochip*" in r[2] for r in rows)
+    guest["wake"]["clips"]["nonwake"]["peak"] = 0.6  # a false accept in the guest fails the run
+    assert not report.rows({"guest": guest})[1]
+    guest["wake"]["clips"]["nonwake"]["peak"] = 0.01
+    del guest["uptime_at_end_s"]  # the probe did not finish
+    assert not report.rows({"guest": guest})[1]
+    (tmp_path / "results.json").write_text(json.dumps({**guest, "uptime_at_end_s": 1.0}))
+    assert report.main([str(tmp_path), "--json", str(tmp_path / "r.json"), "--boot-s", "50"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["bench"] == "vm-arm64"
