@@ -65,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 def _precompile(args: argparse.Namespace) -> int:
     from .startup import precompile
 
-    written, missing = precompile(args.into)
+    written, optional = precompile(args.into)
     print(f"edged: {written} modules compiled into {args.into} (the others were current)"
-          + (f"; not importable here (optional): {', '.join(missing)}" if missing else ""))
+          + (f"; not importable here (optional): {', '.join(optional)}" if optional else ""))
     return 0
 
 

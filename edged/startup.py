@@ -149,36 +149,38 @@ def precompile(into: str, optimize: int = 2) -> tuple[int, list[str]]:
     """Import what the daemon imports, then write every one of those modules' byte code at
     ``optimize`` under ``into`` (laid out as PYTHONPYCACHEPREFIX expects).  Returns (files written,
     modules that could not be imported: optional ones, absent on this machine).  Byte code already
-    current is kept (an update recompiles only what changed)."""
+    current is kept (an update recompiles only what changed).  A file that cannot be written raises
+    EdgedError naming it: the unit would otherwise compile that module at every start."""
     import importlib.util
     import py_compile
 
-    missing, failed = [], set()
+    from .errors import EdgedError
+
+    optional, sources = [], set()
     import_live_sdk()  # first, as the daemon does: without the modules it leaves out of the SDK
     for name in [*runtime_modules(), *LAZY_IMPORTS]:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional module (absent, or wrong for this machine)
-            missing.append(name)
+            optional.append(name)
             # its source, when there is one, still runs at every start until the import fails
             with contextlib.suppress(Exception):
                 spec = importlib.util.find_spec(name)
-                failed.add(spec.origin if spec is not None else None)
-    sources = sorted({f for m in list(sys.modules.values())
-                      if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
-                     | {f for f in failed if isinstance(f, str) and f.endswith(".py")})
+                if spec is not None:
+                    sources.add(spec.origin)
+    sources |= {getattr(m, "__file__", None) for m in list(sys.modules.values())}
     old, sys.pycache_prefix = sys.pycache_prefix, os.path.abspath(into)
     written = 0
     try:
-        for src in sources:
+        for src in sorted(f for f in sources if isinstance(f, str) and f.endswith(".py")):
             cfile = importlib.util.cache_from_source(src, optimization=optimize or "")
             if _current(src, cfile):
                 continue
             try:
                 py_compile.compile(src, cfile=cfile, doraise=True, optimize=optimize)
-                written += 1
-            except (py_compile.PyCompileError, OSError):
-                missing.append(src)
+            except (py_compile.PyCompileError, OSError) as exc:
+                raise EdgedError(f"precompile: cannot write {cfile} for {src}: {exc}") from exc
+            written += 1
     finally:
         sys.pycache_prefix = old
-    return written, missing
+    return written, optional

@@ -164,3 +164,14 @@ def test_current_byte_code_is_told_by_its_header(tmp_path) -> None:
     src.write_text("X = 22\n")  # same mtime, other size
     os.utime(src, (1_700_000_000, 1_700_000_000))
     assert not startup._current(str(src), cfile)
+
+
+def test_precompile_that_cannot_write_says_where_and_fails(tmp_path) -> None:
+    """scripts/install runs it under set -e: a prefix it cannot write must stop the install with the
+    path, not pass as if the modules were optional (root ignores modes: a file stands where a folder must)."""
+    blocker = tmp_path / "pycache"
+    blocker.write_text("not a folder\n")
+    out = subprocess.run([sys.executable, "-m", "edged.cli", "precompile", "--into", str(blocker)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.startswith(f"edged: precompile: cannot write {blocker}/") and "compiled into" not in out.stdout
