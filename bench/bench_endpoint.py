@@ -36,15 +36,17 @@ sys.path.insert(0, str(ROOT))
 from edged.audio.endpoint import Endpointer  # noqa: E402
 from edged.dev import turn_corpus as tc  # noqa: E402
 
-CONFIGS = [  # (name, vad, detector, silence_ms)
-    ("silence 700 ms (webrtc)", "webrtc", "silence", 700),
-    ("silence 700 ms (silero)", "silero", "silence", 700),
-    ("smart_turn 200 ms, cap 700 (webrtc)", "webrtc", "smart_turn", 700),
-    ("smart_turn 200 ms, cap 1200 (webrtc)", "webrtc", "smart_turn", 1200),
-    ("smart_turn 200 ms, cap 1200 (silero)", "silero", "smart_turn", 1200),
-    ("silence 1200 ms (webrtc)", "webrtc", "silence", 1200),
+CONFIGS = [  # (name, vad, detector, silence_ms, smart_reask_ms); smart_turn asks once per silence unless re-asking
+    ("silence 700 ms (webrtc)", "webrtc", "silence", 700, 0),
+    ("silence 700 ms (silero)", "silero", "silence", 700, 0),
+    ("smart_turn 200 ms, cap 700 (webrtc)", "webrtc", "smart_turn", 700, 0),
+    ("smart_turn 200 ms, cap 1200 (webrtc)", "webrtc", "smart_turn", 1200, 0),
+    ("smart_turn 200 ms, re-asked every 300 ms, cap 1200 (webrtc)", "webrtc", "smart_turn", 1200, 300),
+    ("smart_turn 200 ms, cap 1200 (silero)", "silero", "smart_turn", 1200, 0),
+    ("silence 1200 ms (webrtc)", "webrtc", "silence", 1200, 0),
 ]
 NOISES = ["none", "white-60", "white-50", "white-40", "pink-60", "pink-50", "pink-40", "hum-50"]
+TRAINED_NOISES = ["none", "white-50"]  # the festival voice: one voice, so two conditions
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -106,7 +108,7 @@ def separation(models: Path, clips: list[tc.Clip]) -> dict[str, Any]:
                                "paused_mean_p": round(float(np.mean(neg)), 3) if neg else None, "paused_n": len(neg)}
     voices = sorted({c.voice for c in clips})
     half = len(voices) // 2
-    for tune, test in ((voices[:half], voices[half:]), (voices[half:], voices[:half])):
+    for tune, test in ((voices[:half], voices[half:]), (voices[half:], voices[:half])) if half else ():
         def first(vs: list[str], label: str) -> list[float]:
             return [p[200] for c, p in rows if c.voice in vs and c.label == label]
 
@@ -124,17 +126,35 @@ def separation(models: Path, clips: list[tc.Clip]) -> dict[str, Any]:
     return out
 
 
-def run(models: Path, quick: bool) -> dict[str, Any]:
-    clips = tc.build(ROOT / ".cache" / "turn-corpus")
-    if quick:
-        clips = [c for c in clips if c.voice in ("en-us", "en+f3")]
-    noises = ["none", "white-50", "pink-40", "hum-50"] if quick else NOISES
-    out: dict[str, Any] = {"clips": {"complete": sum(c.label == "complete" for c in clips),
-                                     "pause": sum(c.label == "pause" for c in clips)},
-                           "configs": {}, "inference": {}}
-    for name, vad, det, cap in CONFIGS:
+THREADS = (1, 2)  # turn.smart_threads compared
+
+
+def threads(models: Path, clips: list[tc.Clip], rounds: int) -> dict[str, Any]:
+    """Inference wall time per ``turn.smart_threads``, the counts interleaved call by call (the
+    machine's load falls on both), each call after 100 ms idle as between a turn's decisions."""
+    from edged.audio import models as M
+    from edged.audio.smart_turn import SmartTurnModel
+
+    ms = {t: SmartTurnModel(models / M.SMART_TURN, threads=t) for t in THREADS}
+    audio = [np.concatenate([np.zeros(tc.RATE // 2, np.float32), c.pcm.astype(np.float32) / 32768.0,
+                             np.zeros(tc.RATE // 5, np.float32)]) for c in clips if c.label == "complete"]
+    wall: dict[int, list[float]] = {t: [] for t in THREADS}
+    for i in range(rounds):
+        for t, m in ms.items():
+            time.sleep(0.1)
+            t0 = time.perf_counter()
+            m.predict(audio[i % len(audio)])
+            wall[t].append((time.perf_counter() - t0) * 1000)
+    return {str(t): {"n": len(w), "wall_p50_ms": pct(w, 50), "wall_p95_ms": pct(w, 95)} for t, w in wall.items()}
+
+
+def sweep(models: Path, clips: list[tc.Clip], noises: list[str], tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every configuration over ``clips`` under each noise: ({config: {noise: figures}}, inference times)."""
+    configs: dict[str, Any] = {}
+    inference: dict[str, Any] = {}
+    for name, vad, det, cap, reask in CONFIGS:
         ep = Endpointer(vad, silence_ms=cap, max_utterance_s=15, no_speech_timeout_s=5, models_dir=models,
-                        detector=det)
+                        detector=det, smart_reask_ms=reask)
         ep.load()
         if ep.problem:
             raise RuntimeError(ep.problem)
@@ -142,16 +162,38 @@ def run(models: Path, quick: bool) -> dict[str, Any]:
         for noise in noises:
             t0 = time.monotonic()
             rows[noise] = measure(ep, clips, noise)
-            print(f"[bench_endpoint] {name} {noise}: {rows[noise]} ({time.monotonic() - t0:.0f} s)",
+            print(f"[bench_endpoint] {tag} {name} {noise}: {rows[noise]} ({time.monotonic() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
-        out["configs"][name] = rows
+        configs[name] = rows
         if ep.worker is not None:
             ms = [v.ms for v in ep.worker.timings]
             cpu = [v.cpu_ms for v in ep.worker.timings]
-            out["inference"][name] = {"n": len(ms), "wall_p50_ms": pct(ms, 50), "wall_p95_ms": pct(ms, 95),
-                                      "cpu_p50_ms": pct(cpu, 50), "cpu_p95_ms": pct(cpu, 95)}
+            inference[name] = {"n": len(ms), "wall_p50_ms": pct(ms, 50), "wall_p95_ms": pct(ms, 95),
+                               "cpu_p50_ms": pct(cpu, 50), "cpu_p95_ms": pct(cpu, 95)}
             ep.close()
+    return configs, inference
+
+
+def counts(clips: list[tc.Clip]) -> dict[str, int]:
+    return {"complete": sum(c.label == "complete" for c in clips), "pause": sum(c.label == "pause" for c in clips)}
+
+
+def run(models: Path, quick: bool) -> dict[str, Any]:
+    """The espeak-ng corpus (4 voices) under every noise, and the festival voice with trained prosody
+    (``trained``) in digital silence and white noise: reported apart, since the model judges them apart."""
+    corpus = tc.build(ROOT / ".cache" / "turn-corpus", voices=tc.VOICES + tc.TRAINED_VOICES)
+    clips = [c for c in corpus if c.family == "espeak"]
+    trained = [c for c in corpus if c.family == "festival"]
+    if quick:
+        clips = [c for c in clips if c.voice in ("en-us", "en+f3")]
+    noises = ["none", "white-50", "pink-40", "hum-50"] if quick else NOISES
+    out: dict[str, Any] = {"clips": counts(clips)}
+    out["configs"], out["inference"] = sweep(models, clips, noises, "espeak")
     out["separation"] = separation(models, clips)
+    t_configs, _ = sweep(models, trained, TRAINED_NOISES, "festival")
+    out["trained"] = {"voices": [v for v, _ in tc.TRAINED_VOICES], "clips": counts(trained), "configs": t_configs,
+                      "separation": separation(models, trained)}
+    out["threads"] = threads(models, clips, 20 if quick else 60)
     return out
 
 
@@ -168,6 +210,22 @@ def table(r: dict[str, Any]) -> str:
     for name, v in r["inference"].items():
         lines.append(f"- Smart Turn inference, {name}: wall p50 {v['wall_p50_ms']:.1f} ms, p95 {v['wall_p95_ms']:.1f} "
                      f"ms; thread CPU p50 {v['cpu_p50_ms']:.1f} ms, p95 {v['cpu_p95_ms']:.1f} ms (last {v['n']})")
+    for t, v in r.get("threads", {}).items():
+        lines.append(f"- Smart Turn inference with turn.smart_threads = {t} (interleaved): wall p50 "
+                     f"{v['wall_p50_ms']:.1f} ms, p95 {v['wall_p95_ms']:.1f} ms (n={v['n']})")
+    tr = r.get("trained")
+    if tr:
+        lines += ["", f"Festival voice with trained prosody ({', '.join(tr['voices'])}): {tr['clips']['complete']} "
+                  f"complete commands, {tr['clips']['pause']} paused.", "",
+                  "| detector | " + " | ".join(TRAINED_NOISES) + " |", "|---|" + "---|" * len(TRAINED_NOISES)]
+        for name, rows in tr["configs"].items():
+            cells = [f"{v['median_ms']:.0f} / {v['p90_ms']:.0f}; cut {100 * v['cut_off_rate']:.0f} %" for v in rows.values()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("- Smart Turn on it, complete vs paused (AUC): " + ", ".join(
+            f"{ms} ms of silence {v['auc']:.2f} (mean P(complete) {v['complete_mean_p']:.2f} vs "
+            f"{v['paused_mean_p'] if v['paused_mean_p'] is not None else float('nan'):.2f})"
+            for ms, v in tr["separation"]["auc"].items()))
+        lines.append("")
     sep = r.get("separation")
     if sep:
         lines.append("- Smart Turn, complete vs paused (AUC, 0.5 = chance): " + ", ".join(

@@ -136,6 +136,7 @@ def run_endpoint(models: Path, quick: bool) -> dict[str, Any]:
 
 SMART = "smart_turn 200 ms, cap 1200 (webrtc)"
 SILENCE = "silence 700 ms (webrtc)"
+REASK = "smart_turn 200 ms, re-asked every 300 ms, cap 1200 (webrtc)"
 
 
 def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
@@ -150,15 +151,28 @@ def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                          f"{sm['ended_by_model']}/{sm['n']} ended by the model); silence 700 ms: median "
                          f"{si['median_ms']:.0f} ms", f"≤ {goal} ms", _verdict(sm["median_ms"], goal)))
     sm, si = c[SMART]["none"], c[SILENCE]["none"]
-    rows.append(("7c", f"Commands with a 400-900 ms mid-sentence pause cut off ({sm['pause_clips']} clips, "
-                 "digital silence)", f"smart_turn: **{100 * sm['cut_off_rate']:.0f} %**; silence 700 ms: "
-                 f"{100 * si['cut_off_rate']:.0f} %", "≤ 5 %", _verdict(sm["cut_off_rate"], 0.05)))
+    tr = e.get("trained")
+    if tr:  # the whole corpus: the espeak-ng voices and the festival voice with trained prosody
+        ts, tsi, tre = tr["configs"][SMART]["none"], tr["configs"][SILENCE]["none"], tr["configs"][REASK]["none"]
+        n = sm["pause_clips"] + ts["pause_clips"]
+        rate = (sm["cut_offs"] + ts["cut_offs"]) / n
+        rows.append(("7c", f"Commands with a 400-900 ms mid-sentence pause cut off ({n} clips, digital silence)",
+                     f"smart_turn: **{100 * rate:.0f} %** (espeak-ng {100 * sm['cut_off_rate']:.0f} %, festival HTS "
+                     f"{100 * ts['cut_off_rate']:.0f} %, or {100 * tre['cut_off_rate']:.0f} % if re-asked every 300 ms); "
+                     f"silence 700 ms: {100 * (si['cut_offs'] + tsi['cut_offs']) / n:.0f} %", "≤ 5 %",
+                     _verdict(rate, 0.05)))
+    else:
+        rows.append(("7c", f"Commands with a 400-900 ms mid-sentence pause cut off ({sm['pause_clips']} clips, "
+                     "digital silence)", f"smart_turn: **{100 * sm['cut_off_rate']:.0f} %**; silence 700 ms: "
+                     f"{100 * si['cut_off_rate']:.0f} %", "≤ 5 %", _verdict(sm["cut_off_rate"], 0.05)))
     i = e["inference"].get(SMART)
     if i:
+        th = "; ".join(f"{t} thread{'s' if t != '1' else ''}, interleaved: p50 {v['wall_p50_ms']:.1f}, p95 "
+                       f"{v['wall_p95_ms']:.1f} ms" for t, v in e.get("threads", {}).items())
         rows.append(("7d", "Smart Turn inference per decision (features + model, one thread)",
                      f"wall p50 {i['wall_p50_ms']:.1f} ms, **p95 {i['wall_p95_ms']:.1f} ms**; thread CPU p50 "
-                     f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})", "p95 ≤ 30 ms",
-                     _verdict(i["wall_p95_ms"], 30)))
+                     f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})" + (f"; {th}" if th else ""),
+                     "p95 ≤ 30 ms", _verdict(i["wall_p95_ms"], 30)))
     sep = e.get("separation")
     if sep:
         held = "; ".join(f"tuned on {'/'.join(h['tuned_on'])}: threshold {h['threshold']:.3f}, on "

@@ -110,6 +110,8 @@ class TurnConfig(_Section):
     silence_ms: int = Field(700, ge=100, le=10000)  # silence: the end; smart_turn: the cap
     smart_silence_ms: int = Field(200, ge=80, le=2000)  # smart_turn: silence before the model decides
     smart_threshold: float = Field(0.5, gt=0, lt=1)  # smart_turn: P(complete) that ends the turn
+    smart_reask_ms: int = Field(0, ge=0, le=5000)  # smart_turn: ask again this often in a silence; 0 = once
+    smart_threads: int = Field(1, ge=1, le=4)  # smart_turn: onnxruntime intra-op threads
     preroll_ms: int = Field(400, ge=0, le=2000)
     max_utterance_s: float = Field(15.0, gt=0, le=120)
     no_speech_timeout_s: float = Field(5.0, gt=0, le=60)

@@ -5,11 +5,14 @@ a tracked noise floor, hysteresis over a window).  Then, by ``detector``:
 
 * ``"silence"``: the turn ends after ``silence_ms`` of silence following speech;
 * ``"smart_turn"``: the turn ends after ``smart_silence_ms`` of silence if the Smart Turn model says
-  the turn is complete, otherwise (it is asked again as the silence grows) at ``silence_ms``, the cap.
-  The model runs in a worker thread (``smart_turn.TurnWorker``): ``process`` only hands it the audio
-  and reads an answer that has arrived; the request goes out one frame before ``smart_silence_ms``
-  so the answer is there when that much silence has passed.  If the model cannot be loaded, the
-  endpointer falls back to ``"silence"`` and says why in ``problem``.
+  the turn is complete, otherwise at ``silence_ms``, the cap.  The model is asked once per silence,
+  as Pipecat asks it once when its VAD reports the end of speech: if the speaker goes on, the next
+  silence is asked about.  ``smart_reask_ms`` > 0 asks again every that many ms as a silence grows;
+  the bench shows that costs cut-offs (the model leans to "complete" the longer the silence), so it
+  is off by default.  The model runs in a worker thread (``smart_turn.TurnWorker``): ``process``
+  only hands it the audio and reads an answer that has arrived; the request goes out one frame
+  before ``smart_silence_ms`` so the answer is there when that much silence has passed.  If the
+  model cannot be loaded, the endpointer falls back to ``"silence"`` and says why in ``problem``.
 
 A turn also ends with "max_length" at ``max_utterance_s`` of turn audio, or "no_speech" if no speech
 started within ``no_speech_timeout_s``.  Time is counted in audio (samples), not wall clock, so a
@@ -19,6 +22,7 @@ backlog does not distort it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -41,8 +45,8 @@ class Endpointer:
     def __init__(self, kind: str = "webrtc", silence_ms: int = 700, max_utterance_s: float = 15.0,
                  no_speech_timeout_s: float = 5.0, *, aggressiveness: int = 2,
                  models_dir: str | os.PathLike[str] | None = None, detector: str = "silence",
-                 smart_silence_ms: int = 200, smart_threshold: float = 0.5, smart_reask_ms: int = 300,
-                 smart_model: Any = None, tracker: dict[str, Any] | None = None) -> None:
+                 smart_silence_ms: int = 200, smart_threshold: float = 0.5, smart_reask_ms: int = 0,
+                 smart_threads: int = 1, smart_model: Any = None, tracker: dict[str, Any] | None = None) -> None:
         if kind not in ("webrtc", "silero"):
             raise ValueError(f"turn.vad: {kind!r} is not a VAD (use 'webrtc' or 'silero')")
         if kind == "silero" and models_dir is None:
@@ -53,6 +57,7 @@ class Endpointer:
         self.silence_ms, self.max_utterance_s, self.no_speech_timeout_s = silence_ms, max_utterance_s, no_speech_timeout_s
         self.detector = self.configured_detector = detector
         self.smart_silence_ms, self.smart_threshold, self.smart_reask_ms = smart_silence_ms, smart_threshold, smart_reask_ms
+        self.smart_threads = smart_threads
         self._aggr, self._models_dir = aggressiveness, models_dir
         self._smart_model = smart_model  # a TurnModel to use instead of the ONNX file (tests)
         self._tracker_opts = tracker or {}
@@ -69,7 +74,8 @@ class Endpointer:
         return cls(turn.vad, silence_ms=turn.silence_ms, max_utterance_s=turn.max_utterance_s,
                    no_speech_timeout_s=turn.no_speech_timeout_s, aggressiveness=turn.vad_aggressiveness,
                    models_dir=models_dir, detector=turn.detector, smart_silence_ms=turn.smart_silence_ms,
-                   smart_threshold=turn.smart_threshold)
+                   smart_threshold=turn.smart_threshold, smart_reask_ms=turn.smart_reask_ms,
+                   smart_threads=turn.smart_threads)
 
     # -- set-up -------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -87,7 +93,7 @@ class Endpointer:
                 if model is None:
                     if self._models_dir is None:
                         raise ValueError("the smart_turn detector needs models_dir")
-                    model = SmartTurnModel(Path(self._models_dir) / M.SMART_TURN)
+                    model = SmartTurnModel(Path(self._models_dir) / M.SMART_TURN, threads=self.smart_threads)
                 self.worker = TurnWorker(model)
                 self.worker.start()
                 self.detector = "smart_turn"
@@ -160,7 +166,8 @@ class Endpointer:
             return True
         if silence + frame_ms >= self._next_ask_ms and not self.worker.busy():
             self.worker.submit(key, self._model_audio())
-            self._next_ask_ms = max(self._next_ask_ms, silence + frame_ms) + self.smart_reask_ms
+            self._next_ask_ms = (max(self._next_ask_ms, silence + frame_ms) + self.smart_reask_ms
+                                 if self.smart_reask_ms > 0 else math.inf)
         return False
 
     def _keep(self, pcm: bytes) -> None:

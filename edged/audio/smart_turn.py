@@ -32,16 +32,23 @@ class TurnModel(Protocol):
 
 
 class SmartTurnModel:
-    """smart-turn-v3.2-cpu.onnx in onnxruntime (one thread); ``predict`` takes float audio at 16 kHz."""
+    """smart-turn-v3.2-cpu.onnx in onnxruntime; ``predict`` takes float audio at 16 kHz.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``threads`` is onnxruntime's intra-op thread count (Pipecat's ``cpu_count``, default 1).  Extra
+    threads do not spin between runs: on a busy core a spinning thread only slows the others down
+    (measured in bench/bench_endpoint.py's inference figures).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: missing; {M.FIX_HINT}")
         opts = ort.SessionOptions()
-        opts.inter_op_num_threads = opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.enable_cpu_mem_arena = False  # one fixed-size input: the arena only holds memory
         try:

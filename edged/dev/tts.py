@@ -1,4 +1,10 @@
-"""Test and demo audio rendered with espeak-ng, converted by sox to 16 kHz mono S16_LE (raw and WAV).
+"""Test and demo audio rendered with espeak-ng (or a festival voice), converted by sox to 16 kHz mono
+S16_LE (raw and WAV).
+
+espeak-ng's prosody comes from rules.  A voice named ``festival:NAME`` (e.g.
+``festival:cmu_us_slt_arctic_hts``, Debian's festvox-us-slt-hts: an HTS voice whose durations and
+pitch were trained on a recorded speaker) is spoken by festival's ``text2wave`` at its own trained
+pace: ``speed`` does not apply to it.
 
 Renders are cached: the file name carries a hash of text, voice, speed and rate, so a second call is a
 file lookup.  ``render_set(outdir)`` makes the standard set used by the tests and the demo.
@@ -21,6 +27,7 @@ log = logging.getLogger(__name__)
 
 WAKE_VARIANTS = [("en-us", 140), ("en-us", 175), ("en-gb", 140), ("en-gb", 175), ("en+f3", 140), ("en+f3", 175)]
 NEGATIVES = ["good morning", "what time is it", "play some music", "hello there", "turn off the radio"]
+FESTIVAL = "festival:"
 COMMANDS = {"light": "turn on the kitchen light", "see": "what do you see"}
 
 
@@ -35,9 +42,11 @@ def render(text: str, path: str | os.PathLike[str] | None = None, *, rate: int =
     Without ``path`` the file goes to ``cache_dir`` (default ``$EDGED_AUDIO_CACHE`` or ~/.cache/edged/tts)
     under a name derived from the parameters; an existing render is reused.
     """
-    for tool in ("espeak-ng", "sox"):
+    festival = voice.startswith(FESTIVAL)
+    for tool in ("text2wave" if festival else "espeak-ng", "sox"):
         if shutil.which(tool) is None:
-            raise EdgedError(f"{tool}: not installed (apt-get install espeak-ng sox)")
+            pkg = "festival festvox-us-slt-hts" if tool == "text2wave" else "espeak-ng sox"
+            raise EdgedError(f"{tool}: not installed (apt-get install {pkg})")
     key = hashlib.sha256(f"{text}|{voice}|{speed}|{rate}".encode()).hexdigest()[:12]
     if path is None:
         base = Path(cache_dir or os.environ.get("EDGED_AUDIO_CACHE") or Path.home() / ".cache/edged/tts")
@@ -48,9 +57,19 @@ def render(text: str, path: str | os.PathLike[str] | None = None, *, rate: int =
         return raw
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edged-tts-") as tmp:
-        spoken = Path(tmp) / "espeak.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(spoken), text], check=True,
-                       capture_output=True, timeout=60)
+        spoken = Path(tmp) / "spoken.wav"
+        if festival:
+            name = voice[len(FESTIVAL):]
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise EdgedError(f"{voice!r}: not a festival voice name")
+            done = subprocess.run(["text2wave", "-eval", f"(voice_{name})", "-o", str(spoken)], input=text.encode(),
+                                  capture_output=True, timeout=120)
+            if done.returncode != 0 or b"SIOD ERROR" in done.stderr or not spoken.is_file():
+                why = done.stderr.decode(errors="replace").strip()[-300:]
+                raise EdgedError(f"festival voice {name}: {why} (is its festvox package installed?)")
+        else:
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(spoken), text], check=True,
+                           capture_output=True, timeout=60)
         fmt = ["-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer"]
         tmp_raw, tmp_wav = Path(tmp) / "out.raw", Path(tmp) / "out.wav"
         subprocess.run(["sox", str(spoken), *fmt, "-t", "raw", str(tmp_raw)], check=True, capture_output=True,

@@ -1,6 +1,8 @@
 """A labelled end-of-turn corpus for tests and benchmarks (not used by the daemon).
 
-Spoken commands rendered with espeak-ng in several voices and speeds (``tts.render``):
+Spoken commands rendered with espeak-ng in several voices and speeds (``VOICES``), and with a festival
+HTS voice whose pitch and durations were trained on a recorded speaker (``TRAINED_VOICES``; its
+prosody is closer to a person's than espeak's rules, see ``tts``):
 
 * ``complete``: a whole command;
 * ``pause``: a whole command with 400-900 ms of silence inserted mid-sentence by sox
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tts import render
+from .tts import FESTIVAL, render
 
 RATE = 16000
 VERSION = 1  # bump to re-render
@@ -58,6 +60,7 @@ PAUSED = [
     ("play some music by", "the beatles"),
     ("switch the fan", "on"),
 ]
+TRAINED_VOICES = [("festival:cmu_us_slt_arctic_hts", 0)]  # Debian: festival festvox-us-slt-hts
 PAUSES_MS = [400, 550, 700, 900]
 AUDIBLE = 100  # int16 amplitude counted as sound when finding where speech ends (about -50 dBFS)
 
@@ -74,11 +77,22 @@ class Clip:
     pause_at: int | None = None  # sample where the pause starts
     pause_ms: int = 0
 
+    @property
+    def family(self) -> str:
+        """"espeak" (rule-based prosody) or "festival" (trained prosody)."""
+        return "festival" if self.voice.startswith(FESTIVAL) else "espeak"
 
-def _have_tools() -> None:
-    for tool in ("espeak-ng", "sox"):
+
+def _have_tools(voices: list[tuple[str, int]]) -> None:
+    tools = {"sox": "sox"}
+    for voice, _ in voices:
+        if voice.startswith(FESTIVAL):
+            tools["text2wave"] = "festival festvox-us-slt-hts"
+        else:
+            tools["espeak-ng"] = "espeak-ng"
+    for tool, pkg in tools.items():
         if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool}: not installed (apt-get install espeak-ng sox)")
+            raise RuntimeError(f"{tool}: not installed (apt-get install {pkg})")
 
 
 def _load(path: Path) -> np.ndarray:
@@ -127,11 +141,11 @@ def _render_paused(first: str, rest: str, voice: str, speed: int, pause_ms: int,
 
 def build(cache_dir: str | Path, *, voices: list[tuple[str, int]] | None = None) -> list[Clip]:
     """Every clip: each complete command and each paused command in every voice (pauses rotate)."""
-    _have_tools()
+    vs = voices or VOICES
+    _have_tools(vs)
     cache = Path(cache_dir)
     tts_cache = cache / "tts"
     clips: list[Clip] = []
-    vs = voices or VOICES
     for i, text in enumerate(COMPLETE):
         for j, (voice, speed) in enumerate(vs):
             x = _load(render(text, rate=RATE, voice=voice, speed=speed, cache_dir=tts_cache))

@@ -4,7 +4,7 @@
 
 EDGED_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV="$EDGED_ROOT/.venv"
-APT_PACKAGES=(gcc pkg-config libasound2-dev libsystemd-dev espeak-ng sox alsa-utils systemd mosquitto)
+APT_PACKAGES=(gcc pkg-config libasound2-dev libsystemd-dev espeak-ng festival festvox-us-slt-hts sox alsa-utils systemd mosquitto)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 

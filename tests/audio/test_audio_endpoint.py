@@ -187,9 +187,10 @@ def test_smart_turn_real_model_on_complete_commands(corpus, models_dir):
 
 
 def test_smart_turn_obeys_the_real_models_answer(corpus, models_dir):
-    """The real model's "incomplete" keeps the turn open and its "complete" ends it: an endpointer that
-    ended at the first ask whatever the answer (or never asked) goes red here.  On these voices the
-    model calls some complete commands incomplete at 200 ms (bench/bench_endpoint.py prints them)."""
+    """The real model's "incomplete" keeps the turn open to the cap and its "complete" ends it: an
+    endpointer that ended at the first ask whatever the answer (or never asked, or asked again) goes
+    red here.  On these voices the model calls some complete commands incomplete at 200 ms
+    (bench/bench_endpoint.py prints them)."""
     ep = Endpointer("webrtc", silence_ms=1500, max_utterance_s=15, no_speech_timeout_s=5, models_dir=models_dir,
                     detector="smart_turn")
     ep.load()
@@ -206,15 +207,74 @@ def test_smart_turn_obeys_the_real_models_answer(corpus, models_dir):
         first = next(v for v in ep.worker.timings if v.key == ep.tracker.last_speech)
         if ep.last_end["detector"] == "smart_turn":
             assert ep.last_end["probability"] >= ep.smart_threshold, (c.name, ep.last_end)
+        # asked once about the final silence (the default smart_reask_ms = 0)
+        assert len([v for v in ep.worker.timings if v.key == ep.tracker.last_speech]) == 1, c.name
         if first.probability < ep.smart_threshold:
             waited.append((c.name, round(first.probability, 3), ms))
-            # not ended on that answer: the next ask is at 500 ms of silence
-            assert ms >= 400, (c.name, first.probability, ms)
+            # not ended on that answer: it ends at the 1500 ms cap
+            assert ep.last_end["detector"] == "silence" and ms >= 1500 - 100, (c.name, first.probability, ms)
         else:
             ended.append(ms)  # ended on that answer (how soon depends on the machine's load)
             assert ep.last_end["detector"] == "smart_turn", (c.name, ms, ep.last_end)
             assert ep.last_end["probability"] == round(first.probability, 3), (c.name, ep.last_end, first)
     assert waited and ended, (waited, ended)  # both answers were exercised
+
+
+class CountingModel:
+    """Says "incomplete" to the first ``n`` asks about a turn, then "complete"."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def predict(self, audio):
+        self.calls += 1
+        return 1.0 if self.calls > self.n else 0.0
+
+
+@pytest.mark.parametrize("reask_ms", [0, 300])
+def test_smart_turn_asks_once_per_silence_unless_told_to_ask_again(reask_ms, corpus):
+    """Asked once (the default, as Pipecat does), an "incomplete" holds the turn to the cap; with
+    ``smart_reask_ms`` the model is asked again as the silence grows, and its later "complete" ends it."""
+    model = CountingModel(2)
+    ep = Endpointer("webrtc", silence_ms=2000, max_utterance_s=15, no_speech_timeout_s=5,
+                    detector="smart_turn", smart_silence_ms=200, smart_reask_ms=reask_ms, smart_model=model)
+    ep.load()
+    c = complete(corpus)[0]
+    pcm, end = tc.scene(c, "none", tail_s=3.0)
+    reason, at = tc.run(ep, pcm)
+    assert ep.worker.wait_idle(10)
+    ms = (at - end) * 1000 / 16000
+    assert reason == "silence"
+    if reask_ms == 0:
+        assert model.calls == 1 and ep.last_end["detector"] == "silence" and 1900 <= ms <= 2300, (model.calls, ms)
+    else:  # asks at about 200, 500 and 800 ms of silence: the third answer ends it
+        assert model.calls == 3 and ep.last_end["detector"] == "smart_turn" and 700 <= ms <= 1100, (model.calls, ms)
+
+
+@pytest.fixture(scope="session")
+def trained_corpus():
+    return tc.build(ROOT / ".cache" / "turn-corpus", voices=tc.TRAINED_VOICES)
+
+
+def test_smart_turn_keeps_pauses_open_in_a_voice_with_trained_prosody(trained_corpus, models_dir):
+    """The festival HTS voice's pitch and durations were learnt from a recorded speaker.  Asked once at
+    200 ms, the real model calls nearly all of its paused half-sentences ("turn on the ...")
+    incomplete, so with a cap above the longest pause (900 ms) at most one of the ten is cut off
+    (measured: "remind me to ...", at 0.53); on espeak-ng's rule-based prosody it calls most of them
+    complete (bench/bench_endpoint.py).  Broken features, or a model asked again and again as the
+    silence grows (it leans to "complete" after longer silences: 4 of 10 cut off), go red here."""
+    assert {c.family for c in trained_corpus} == {"festival"}
+    ep = Endpointer("webrtc", silence_ms=1200, max_utterance_s=15, no_speech_timeout_s=5, models_dir=models_dir,
+                    detector="smart_turn")
+    ep.load()
+    assert ep.problem is None
+    cut = cut_offs(ep, paused(trained_corpus))
+    assert len(cut) <= 1, cut
+    probs = [v.probability for v in ep.worker.timings]
+    assert len(probs) >= len(paused(trained_corpus)) and np.median(probs) < 0.2, probs
+    # and the same model does call some of the voice's complete commands complete at 200 ms
+    lat = latencies(ep, complete(trained_corpus), "none")
+    assert any(ms <= 200 + 2 * 80 + 100 for _, ms in lat.values()), lat
 
 
 class BlockingModel:

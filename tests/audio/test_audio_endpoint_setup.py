@@ -43,15 +43,18 @@ def _cfg(tmp_path, body):
 
 def test_turn_config_keys(tmp_path, models_dir):
     cfg = load(_cfg(tmp_path, '[turn]\ndetector = "smart_turn"\nsilence_ms = 1200\nsmart_silence_ms = 240\n'
-                    'smart_threshold = 0.6\nvad = "silero"\n'))
+                    'smart_threshold = 0.6\nvad = "silero"\nsmart_reask_ms = 400\nsmart_threads = 2\n'))
     ep = Endpointer.from_config(cfg.turn, models_dir)
-    assert (ep.kind, ep.detector, ep.silence_ms, ep.smart_silence_ms, ep.smart_threshold) == \
-        ("silero", "smart_turn", 1200, 240, 0.6)
+    assert (ep.kind, ep.detector, ep.silence_ms, ep.smart_silence_ms, ep.smart_threshold, ep.smart_reask_ms) == \
+        ("silero", "smart_turn", 1200, 240, 0.6, 400)
     ep.load()
     assert ep.problem is None and ep.worker is not None
+    opts = ep.worker.model._sess.get_session_options()  # the thread count reaches onnxruntime
+    assert opts.intra_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     ep.close()
     defaults = load(_cfg(tmp_path, ""))
-    assert defaults.turn.smart_silence_ms == 200
+    assert (defaults.turn.smart_silence_ms, defaults.turn.smart_reask_ms, defaults.turn.smart_threads) == (200, 0, 1)
 
 
 @pytest.mark.parametrize("body,key", [
@@ -59,6 +62,8 @@ def test_turn_config_keys(tmp_path, models_dir):
     ('[turn]\ndetector = "smart_turn"\nsilence_ms = 200\n', "smart_silence_ms must be below silence_ms"),
     ('[turn]\nsmart_silence_ms = 20\n', "turn.smart_silence_ms"),
     ('[turn]\nsmart_threshold = 1.5\n', "turn.smart_threshold"),
+    ('[turn]\nsmart_reask_ms = -1\n', "turn.smart_reask_ms"),
+    ('[turn]\nsmart_threads = 0\n', "turn.smart_threads"),
 ])
 def test_turn_config_errors_name_file_and_key(tmp_path, body, key):
     p = _cfg(tmp_path, body)
