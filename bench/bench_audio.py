@@ -39,6 +39,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procstat import memory  # noqa: E402
 
 from edged.audio import models as M  # noqa: E402
 
@@ -53,15 +56,6 @@ DAEMON_MODULES = ["edged.cli", "edged.daemon", "edged.parts", "edged.conversatio
 HEAVY = ["openwakeword", "scipy", "sklearn", "requests", "tqdm", "cryptography", "hypothesis", "PIL", "simplejpeg",
          "picamera2", "edged.sim", "edged.dev"]
 RSS_RATIO_GOAL, DAEMON_MB_GOAL, CPU_RATIO_GOAL = 0.6, 110.0, 1.0
-
-
-def mem() -> dict[str, float]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":")[0]
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            out[key] = int(line.split()[1]) / 1024
-    return out
 
 
 def cpu() -> float:
@@ -85,7 +79,7 @@ def listen_worker(models_dir: Path, engine: str, n_frames: int, daemon_imports: 
     ear = Ear(ring, WakeDetector(WAKE_MODELS, models_dir, engine=engine), Endpointer("webrtc"), 400)
     cap = Capture("mic", ring=ring)
     ear.start()  # loads the models
-    rss_loaded = mem()["VmRSS"]
+    rss_loaded = memory()["VmRSS"]
     cap.start()
     deadline = time.monotonic() + n_frames * 0.08 * 3 + 60
     while ear.frames < WARM_FRAMES and time.monotonic() < deadline:
@@ -94,7 +88,7 @@ def listen_worker(models_dir: Path, engine: str, n_frames: int, daemon_imports: 
     while ear.frames < WARM_FRAMES + n_frames and time.monotonic() < deadline:
         time.sleep(0.02)
     f1, c1 = ear.frames, cpu()
-    m = mem()
+    m = memory()
     cap.stop()
     ear.stop()
     res: dict[str, Any] = {"engine": engine, "audio_s": round((f1 - f0) * 0.08, 2),
@@ -108,7 +102,7 @@ def listen_worker(models_dir: Path, engine: str, n_frames: int, daemon_imports: 
                 importlib.import_module(name)
             except ImportError as exc:
                 missing.append(f"{name}: {exc}")
-        m = mem()
+        m = memory()
         res["rss_with_daemon_imports_mb"], res["anon_with_daemon_imports_mb"] = m["VmRSS"], m["RssAnon"]
         res["daemon_imports_missing"] = missing
         res["heavy_modules_with_daemon_imports"] = heavy_loaded()
@@ -129,7 +123,7 @@ def bare_worker(models_dir: Path, engine: str, audio_file: Path) -> dict[str, An
 
         model = LeanWakeModel(dict(zip(WAKE_MODELS, paths, strict=True)), models_dir / M.MELSPEC,
                               models_dir / M.EMBEDDING)
-    rss_loaded = mem()["VmRSS"]
+    rss_loaded = memory()["VmRSS"]
     frames = len(x) // 1280
     start = time.monotonic()
     c0 = 0.0
@@ -141,7 +135,7 @@ def bare_worker(models_dir: Path, engine: str, audio_file: Path) -> dict[str, An
             time.sleep(delay)
         model.predict(x[k * 1280:(k + 1) * 1280])
     c1 = cpu()
-    m = mem()
+    m = memory()
     audio_s = (frames - WARM_FRAMES) * 0.08
     return {"engine": engine, "audio_s": round(audio_s, 2), "cpu_s_per_audio_s": (c1 - c0) / audio_s,
             "rss_loaded_mb": rss_loaded, "rss_mb": m["VmRSS"], "hwm_mb": m["VmHWM"], "anon_mb": m["RssAnon"],

@@ -26,6 +26,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procstat import memory  # noqa: E402
 
 BASE = {"cpu_mem_arena": True, "mem_pattern": True, "intra_op_threads": 1, "inter_op_threads": 1,
         "sequential": True, "graph_optimization": "all"}
@@ -43,15 +46,6 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _status() -> dict[str, float]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":")[0]
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            out[key] = int(line.split()[1]) / 1024
-    return out
-
-
 def worker(models_dir: Path, settings: dict[str, Any], frames: int) -> dict[str, float]:
     import numpy as np
 
@@ -64,10 +58,10 @@ def worker(models_dir: Path, settings: dict[str, Any], frames: int) -> dict[str,
     x = (rng.normal(0, 1, n) * envelope).astype(np.int16)
     import onnxruntime  # noqa: F401  (imported by the engine anyway: its cost is not the options')
 
-    rss_import = _status()["VmRSS"]
+    rss_import = memory()["VmRSS"]
     m = LeanWakeModel({"hey_jarvis": M.resolve("hey_jarvis", models_dir)}, models_dir / M.MELSPEC,
                       models_dir / M.EMBEDDING, settings=SessionSettings(**settings))
-    rss_loaded = _status()["VmRSS"]
+    rss_loaded = memory()["VmRSS"]
     for i in range(25):
         m.predict(x[i * 1280:(i + 1) * 1280])
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -75,7 +69,7 @@ def worker(models_dir: Path, settings: dict[str, Any], frames: int) -> dict[str,
         m.predict(x[i * 1280:(i + 1) * 1280])
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    st = _status()
+    st = memory()
     return {"rss_import_mb": rss_import, "rss_loaded_mb": rss_loaded, "rss_mb": st["VmRSS"], "hwm_mb": st["VmHWM"],
             "anon_mb": st["RssAnon"],
             "cpu_ms_per_frame": cpu / frames * 1000, "threads": len(os.listdir("/proc/self/task"))}

@@ -94,6 +94,7 @@ from ..live.profiles import Profile, bare, live_models, lookup
 from ..live.wslog import ws_logger
 from . import models_api, rules, speech
 from .certs import ensure_certs
+from .rules import field_of
 from .scenario import PACINGS, Scenario, Step
 
 log = logging.getLogger(__name__)
@@ -155,15 +156,6 @@ def close_reason(reason: str) -> str:
     google/adk-samples#23 shows "... is not supported for bidiGenerateContent. Call ListMod"."""
     data = reason.encode()
     return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
-
-
-def _get(d: Any, *names: str) -> Any:
-    if not isinstance(d, dict):
-        return None
-    for n in names:
-        if n in d:
-            return d[n]
-    return None
 
 
 def _b64(data: Any) -> bytes:
@@ -514,20 +506,20 @@ class LiveEmulator:
             msg = json.loads(raw)
         except (ValueError, TypeError):
             msg = None
-        setup = _get(msg, "setup")
+        setup = field_of(msg, "setup")
         if not isinstance(setup, dict):
             self._record(rec.n, "malformed", raw if isinstance(raw, str) else repr(raw))
             return await self._reject(c, 1007, "the first message must be setup")
         rec.setup = setup
         self._record(rec.n, "setup", setup)
-        aad = _get(_get(setup, "realtimeInputConfig", "realtime_input_config"),
+        aad = field_of(field_of(setup, "realtimeInputConfig", "realtime_input_config"),
                    "automaticActivityDetection", "automatic_activity_detection")
-        if _get(aad, "disabled") is not True:
+        if field_of(aad, "disabled") is not True:
             rec.violations.append("setup does not disable automatic activity detection")
         if faults.get("close_on_setup"):
             code, reason = faults["close_on_setup"]
             return await self._reject(c, code, reason)
-        model = str(_get(setup, "model") or "")
+        model = str(field_of(setup, "model") or "")
         rec.model = bare(model)
         version = rec.path.split(PATH_PREFIX, 1)[-1].split(".", 1)[0] if PATH_PREFIX in rec.path else "v1beta"
         if rec.model not in self.models:  # R1: unknown, retired or not enabled for this key
@@ -542,7 +534,7 @@ class LiveEmulator:
             self._notify()
             return await self._reject(c, *refusal)
         c.empty_args = rules.json_schema_functions(setup, c.profile)  # R6
-        handle = _get(_get(setup, "sessionResumption", "session_resumption"), "handle")
+        handle = field_of(field_of(setup, "sessionResumption", "session_resumption"), "handle")
         if handle:
             rec.handle = handle
             session = self._handles.get(handle)
@@ -583,17 +575,17 @@ class LiveEmulator:
             self._record(n, "malformed", raw if isinstance(raw, str) else repr(raw))
             c.rec.violations.append("a client frame is not JSON")
             return
-        rt = _get(msg, "realtime_input", "realtimeInput")
-        cc = _get(msg, "client_content", "clientContent")
-        tr = _get(msg, "tool_response", "toolResponse")
+        rt = field_of(msg, "realtime_input", "realtimeInput")
+        cc = field_of(msg, "client_content", "clientContent")
+        tr = field_of(msg, "tool_response", "toolResponse")
         if isinstance(rt, dict):
             await self._on_realtime(c, rt)
         elif isinstance(cc, dict):
             self._record(n, "client_content", cc)
-            if _get(cc, "turn_complete", "turnComplete"):
+            if field_of(cc, "turn_complete", "turnComplete"):
                 await self._end_turn(c)
         elif isinstance(tr, dict):
-            responses = _get(tr, "function_responses", "functionResponses") or []
+            responses = field_of(tr, "function_responses", "functionResponses") or []
             self._record(n, "tool_response", tr)
             refusal = rules.check_tool_response(tr, c.profile)  # R5
             if refusal is not None:
@@ -602,18 +594,18 @@ class LiveEmulator:
                 return await self._reject(c, *refusal)
             for r in responses if isinstance(responses, list) else []:
                 c.rec.tool_responses.append(r)
-                cid = str(_get(r, "id"))
+                cid = str(field_of(r, "id"))
                 fut = c.tool_waits.pop(cid, None)
                 if fut is not None and not fut.done():
                     fut.set_result(r)
                 if cid in c.follow_ups:
-                    await self._scheduled(c, c.follow_ups.pop(cid), str(_get(r, "scheduling") or "WHEN_IDLE"))
+                    await self._scheduled(c, c.follow_ups.pop(cid), str(field_of(r, "scheduling") or "WHEN_IDLE"))
         else:
             self._record(n, "unknown", msg)
 
     async def _on_realtime(self, c: _Conn, rt: dict[str, Any]) -> None:
         n = c.rec.n
-        if _get(rt, "activity_start", "activityStart") is not None:
+        if field_of(rt, "activity_start", "activityStart") is not None:
             self._record(n, "activity_start", rt)
             if c.in_turn:
                 c.rec.violations.append("activityStart while a turn is open")
@@ -623,15 +615,15 @@ class LiveEmulator:
             c.turn_audio_in = 0
         blobs = []
         for key, kind in (("audio", "audio"), ("video", "video")):
-            b = _get(rt, key)
+            b = field_of(rt, key)
             if isinstance(b, dict):
                 blobs.append((kind, b))
-        for b in _get(rt, "media_chunks", "mediaChunks") or []:
-            mime = str(_get(b, "mime_type", "mimeType") or "")
+        for b in field_of(rt, "media_chunks", "mediaChunks") or []:
+            mime = str(field_of(b, "mime_type", "mimeType") or "")
             blobs.append(("video" if mime.startswith("image/") else "audio", b))
         for kind, b in blobs:
-            payload = _b64(_get(b, "data"))
-            self._record(n, kind, {"mime_type": _get(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
+            payload = _b64(field_of(b, "data"))
+            self._record(n, kind, {"mime_type": field_of(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
             if kind == "audio":
                 c.turn_audio_in += len(payload)
             if kind == "audio" and not c.in_turn:
@@ -639,12 +631,12 @@ class LiveEmulator:
             if kind == "video":
                 c.video_since_reply += 1
                 self._notify()
-        text = _get(rt, "text")
+        text = field_of(rt, "text")
         if isinstance(text, str):
             self._record(n, "text", {"text": text})
-        if _get(rt, "audio_stream_end", "audioStreamEnd") is not None:
+        if field_of(rt, "audio_stream_end", "audioStreamEnd") is not None:
             self._record(n, "audio_stream_end", rt)
-        if _get(rt, "activity_end", "activityEnd") is not None:
+        if field_of(rt, "activity_end", "activityEnd") is not None:
             self._record(n, "activity_end", rt)
             if not c.in_turn:
                 c.rec.violations.append("activityEnd without activityStart")

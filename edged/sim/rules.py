@@ -47,7 +47,8 @@ def unknown_name(field: str, path: str) -> str:
     return f"Invalid JSON payload received. Unknown name \"{field}\" at '{path}': Cannot find field."
 
 
-def _get(d: Any, *names: str) -> Any:
+def field_of(d: Any, *names: str) -> Any:
+    """The first of ``names`` (a field's camelCase and snake_case spellings) present in ``d``, if a dict."""
     if not isinstance(d, dict):
         return None
     for n in names:
@@ -59,8 +60,8 @@ def _get(d: Any, *names: str) -> Any:
 def declarations(setup: dict[str, Any]) -> list[tuple[int, int, dict[str, Any]]]:
     """(tool index, declaration index, declaration) for every function declaration of a setup."""
     out = []
-    for i, tool in enumerate(_get(setup, "tools") or []):
-        for j, d in enumerate(_get(tool, "functionDeclarations", "function_declarations") or []):
+    for i, tool in enumerate(field_of(setup, "tools") or []):
+        for j, d in enumerate(field_of(tool, "functionDeclarations", "function_declarations") or []):
             if isinstance(d, dict):
                 out.append((i, j, d))
     return out
@@ -85,34 +86,34 @@ def _additional(node: Any, path: str) -> str | None:
 
 def check_setup(setup: dict[str, Any], p: Profile) -> tuple[int, str] | None:
     """The (close code, reason) with which the service refuses this setup for this model, or None."""
-    gen = _get(setup, "generationConfig", "generation_config") or {}
+    gen = field_of(setup, "generationConfig", "generation_config") or {}
     # R2: affective dialog was removed from the API on 3.8
-    if _get(gen, "enableAffectiveDialog", "enable_affective_dialog") is not None:
+    if field_of(gen, "enableAffectiveDialog", "enable_affective_dialog") is not None:
         if p.affective_removed:
             return 1007, unknown_name("enableAffectiveDialog", "setup.generation_config")
         if not p.affective_dialog:
             return 1007, INVALID_ARGUMENT  # R3
     # R3: thinking
-    thinking = _get(gen, "thinkingConfig", "thinking_config")
+    thinking = field_of(gen, "thinkingConfig", "thinking_config")
     if thinking is not None:
-        level = _get(thinking, "thinkingLevel", "thinking_level")
+        level = field_of(thinking, "thinkingLevel", "thinking_level")
         if p.thinking == "none":
             return 1007, INVALID_ARGUMENT
         if level is not None and (p.thinking != "level" or str(level).lower() not in p.thinking_levels):
             return 1007, INVALID_ARGUMENT
     # R3: proactivity
-    pro = _get(setup, "proactivity")
+    pro = field_of(setup, "proactivity")
     if pro is not None:
-        value = _get(pro, "proactiveAudio", "proactive_audio")
+        value = field_of(pro, "proactiveAudio", "proactive_audio")
         if p.proactive_audio == "no" or (p.proactive_audio == "always" and value is False):
             return 1007, INVALID_ARGUMENT
     for i, j, d in declarations(setup):
         # R3: behavior
-        behavior = _get(d, "behavior")
+        behavior = field_of(d, "behavior")
         if behavior is not None and str(behavior) not in p.behaviors:
             return 1007, INVALID_ARGUMENT
         # R4: additionalProperties inside parameters on 3.x
-        params = _get(d, "parameters")
+        params = field_of(d, "parameters")
         if p.additional_properties_refused and params is not None:
             where = _additional(params, f"setup.tools[{i}].function_declarations[{j}].parameters")
             if where:
@@ -124,8 +125,8 @@ def check_tool_response(tr: dict[str, Any], p: Profile) -> tuple[int, str] | Non
     """R5: a ``scheduling`` the model does not know."""
     if p.scheduling:
         return None
-    for i, r in enumerate(_get(tr, "function_responses", "functionResponses") or []):
-        if isinstance(r, dict) and _get(r, "scheduling") is not None:
+    for i, r in enumerate(field_of(tr, "function_responses", "functionResponses") or []):
+        if isinstance(r, dict) and field_of(r, "scheduling") is not None:
             return 1007, unknown_name("scheduling", f"tool_response.function_responses[{i}]")
     return None
 
@@ -134,15 +135,15 @@ def json_schema_functions(setup: dict[str, Any], p: Profile) -> set[str]:
     """R6: names of functions whose calls arrive with empty args on this model."""
     if not p.json_schema_args_empty:
         return set()
-    return {str(_get(d, "name")) for _, _, d in declarations(setup)
-            if _get(d, "parameters_json_schema", "parametersJsonSchema") is not None}
+    return {str(field_of(d, "name")) for _, _, d in declarations(setup)
+            if field_of(d, "parameters_json_schema", "parametersJsonSchema") is not None}
 
 
 def declared_behavior(setup: dict[str, Any], name: str, p: Profile) -> str | None:
     """How the service runs a call of ``name``: its declared behavior, else the model's default;
     None when the function is not declared (the scenario decides)."""
     for _, _, d in declarations(setup):
-        if _get(d, "name") == name:
-            b = _get(d, "behavior")
+        if field_of(d, "name") == name:
+            b = field_of(d, "behavior")
             return str(b) if b is not None else p.default_behavior
     return None
