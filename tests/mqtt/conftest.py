@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 os.environ.setdefault("GPIOZERO_MOCK_REVISION", "d04170")  # a Pi 5, before gpiozero reads it
@@ -52,18 +51,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b.start()
     yield b
     b.stop()
-
-
-async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Wait for pred() to be truthy, with a deadline (generous: the machine is shared)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class Rig:

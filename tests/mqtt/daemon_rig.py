@@ -4,15 +4,15 @@ subscribed to its topics, and waits on the daemon's status, each with a deadline
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from edged.dev.rig import Rig
 from edged.sim.scenario import Scenario
+from tests import waiting
+from tests.waiting import status_until
 
 from .conftest import HA, Broker
 
@@ -48,23 +48,11 @@ async def home_assistant(broker: Broker, *topics: str) -> AsyncIterator[HA]:
 
 
 async def eventually(rig: Rig, pred: Callable[[dict], Any], what: str, timeout: float = 20.0) -> dict:
-    """The daemon's status (edgectl status) once pred(status) holds; fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = await rig.status()
-        if pred(st):
-            return st
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}: {st.get('mqtt')}"
-        await asyncio.sleep(0.05)
+    """The daemon's status (edgectl status) once pred(status) holds; fails at the deadline, showing
+    the status's mqtt section."""
+    return await status_until(rig, pred, what, timeout, detail=lambda st: st.get("mqtt"))
 
 
 async def until(pred: Callable[[], Awaitable[Any] | Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        await asyncio.sleep(0.05)
+    """tests.waiting.until at the daemon's pace (an async pred asks the daemon each time)."""
+    return await waiting.until(pred, what, timeout, every=0.05)

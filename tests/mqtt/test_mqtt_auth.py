@@ -14,8 +14,9 @@ import pytest
 
 from edged.config import MqttConfig
 from edged.sim.certs import ensure_certs
+from tests.waiting import until
 
-from .conftest import HA, Broker, Rig, until
+from .conftest import HA, Broker, Rig
 
 USER, PASSWORD = "edged", "s3cret-Pa55word-for-the-test"
 

@@ -11,8 +11,9 @@ import pytest
 from edged import __version__
 from edged.mqtt import discovery
 from edged.mqtt.entities import SPEAKER_STATES
+from tests.waiting import until
 
-from .conftest import HA, Broker, Rig, mqtt_cfg, until
+from .conftest import HA, Broker, Rig, mqtt_cfg
 
 DISC = "homeassistant/device/{}/config"
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from edged.config import MqttConfig
 from edged.mqtt import doctor
+from tests.waiting import until
 
-from .conftest import Broker, Rig, free_port, mqtt_cfg, until
+from .conftest import Broker, Rig, free_port, mqtt_cfg
 
 
 def test_off_is_fine() -> None:

@@ -11,8 +11,9 @@ from edged.config import GpioDevice
 from edged.errors import ToolError
 from edged.mqtt.entities import BadPayload, Context, LightEntity
 from edged.mqtt.port import ANNOUNCE_MAX_CHARS, announce_prompt, clean_announcement
+from tests.waiting import until
 
-from .conftest import HA, Broker, Rig, mqtt_cfg, until
+from .conftest import HA, Broker, Rig, mqtt_cfg
 
 CTX = Context(device_id="x", base="edged/x")
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HA, Broker, Rig, mqtt_cfg, until
+from tests.waiting import until
+
+from .conftest import HA, Broker, Rig, mqtt_cfg
 
 CHILD = Path(__file__).with_name("child.py")
 ROOT = Path(__file__).resolve().parents[2]
