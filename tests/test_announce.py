@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from edged.errors import EdgedError
 from edged.ports import Ports
 from edged.service.control import EventHub
 from edged.state import State
+from tests import waiting
 
 from .test_state_machine import PCM, FakeEar, FakeLive, FakeMic, FakeParts, FakePlayer, FakeTools, Rec
 
@@ -37,10 +37,8 @@ class Speaker:
         return [e["result"] for e in self.seen if e["event"] == "announce"]
 
     async def until(self, pred, what: str, timeout: float = 3.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}; calls {self.rec.calls}"
-            await asyncio.sleep(0.005)
+        """tests.waiting.until at the fakes' pace, showing the parts' calls on a failure."""
+        await waiting.until(pred, what, timeout, every=0.005, detail=lambda: f"calls {self.rec.calls}")
 
 
 async def _make(max_wait_s: float = 60.0, max_pending: int = 2) -> tuple[Speaker, asyncio.Task, asyncio.Task]:

@@ -10,7 +10,6 @@ edged.transitions.TABLE the test checks the next state and the action's visible 
 import asyncio
 import contextlib
 import inspect
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from edged.live.session import LiveHandler, TurnEnd
 from edged.ports import Ports
 from edged.state import State
 from edged.transitions import REST, SAME, TABLE, Ev, markdown
+from tests import waiting
 
 PCM = b"\x01\x00" * 160
 SILENT_TURN = TurnEnd(audio_bytes=0, tool_calls=0, pending_tool_calls=(), interrupted=False, user_turn=True)
@@ -173,11 +173,8 @@ class Harness:
         return [e for e in self.events if e["event"] == name]
 
     async def until(self, pred, what: str, timeout: float = 2.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; calls: {self.rec.calls}")
-            await asyncio.sleep(0.001)
+        """tests.waiting.until at the fakes' pace, showing the parts' calls on a failure."""
+        await waiting.until(pred, what, timeout, every=0.001, detail=lambda: f"calls: {self.rec.calls}")
 
     async def close(self) -> None:
         self.conv.stop_now()
