@@ -11,6 +11,7 @@ import pytest
 from edged.health import Problems
 from edged.ports import Deadline
 from edged.supervise import Supervisor, describe
+from tests.waiting import until
 
 
 class Rec:
@@ -24,14 +25,6 @@ class Rec:
 
     def crashes(self) -> list[dict]:
         return [e for e in self.events if e.get("event") == "task" and e["state"] == "crashed"]
-
-
-async def until(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
 
 
 def sup(rec: Rec, **kw) -> Supervisor:
