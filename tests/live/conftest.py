@@ -12,6 +12,7 @@ import pytest
 from edged.config import LiveConfig
 from edged.live.session import LiveSession
 from edged.sim import LiveEmulator, Scenario
+from tests import waiting
 
 
 class RecordingHandler:
@@ -59,15 +60,9 @@ class RecordingHandler:
         return [v[0] for k, v in self.events if k == "connection"]
 
 
-async def until(pred, timeout: float = 15.0, what: str = "condition") -> Any:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+async def until(pred, what: str = "condition", timeout: float = 15.0) -> Any:
+    """tests.waiting.until with the Live tests' deadline."""
+    return await waiting.until(pred, what, timeout)
 
 
 def live_cfg(emu: LiveEmulator, **over: Any) -> LiveConfig:
