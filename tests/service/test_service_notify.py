@@ -10,6 +10,7 @@ import pytest
 
 from edged.service.notify import Notifier
 from tests.service.notify_receiver import NotifyReceiver
+from tests.waiting import until
 
 
 @pytest.fixture(params=["systemd", "socket"])
@@ -90,14 +91,6 @@ async def test_run_watchdog_without_watchdog_returns(monkeypatch):
     await asyncio.wait_for(Notifier().run_watchdog([]), 5)
 
 
-async def until(pred, timeout: float = 20.0, what: str = "condition") -> None:
-    """Wait, without blocking the loop, until pred() holds; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        await asyncio.sleep(0.01)
-
-
 def pings_after(rx, t: float, n: int = 1, timeout: float = 20.0) -> list:
     """Wait for n WATCHDOG pings received after wall time t (the receiver's kernel timestamps)."""
     return rx.wait_until(lambda ms: (p := [m for m in ms if "WATCHDOG" in m and m.t > t])[n - 1:] and p,
@@ -133,10 +126,10 @@ async def test_watchdog_pings_and_stops_when_loop_blocked_or_check_fails(rx, bac
 
         # 3. a failing check: five checks in a row fail and no ping goes out; pings resume after
         healthy = False
-        await until(lambda: n.watchdog_failing == "capture_heartbeat_fresh", what="watchdog sees the failure")
+        await until(lambda: n.watchdog_failing == "capture_heartbeat_fresh", what="watchdog sees the failure", timeout=20)
         f0 = time.time()
         first = len(checked)
-        await until(lambda: len(checked) >= first + 5, what="five more checks")
+        await until(lambda: len(checked) >= first + 5, what="five more checks", timeout=20)
         f1 = checked[first + 4]
         assert [m for m in rx.messages("WATCHDOG") if f0 < m.t <= f1] == []
         healthy = True
@@ -158,7 +151,7 @@ async def test_watchdog_check_that_raises_counts_as_failed(rx, monkeypatch):
 
     task = asyncio.create_task(n.run_watchdog([broken]))
     try:
-        await until(lambda: len(raised) >= 4 or task.done(), what="four checks")
+        await until(lambda: len(raised) >= 4 or task.done(), what="four checks", timeout=20)
         assert not task.done(), "a raising check must not end the watchdog"
         assert n.watchdog_failing == "broken"
     finally:
