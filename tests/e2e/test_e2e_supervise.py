@@ -17,18 +17,13 @@ from edged.conversation import Conversation
 from edged.dev.rig import Rig
 from edged.state import State
 from tests.service.notify_receiver import NotifyReceiver
+from tests.waiting import status_until
 
 from .test_e2e_inproc import speaker
 
 
-async def status_until(rig: Rig, pred, timeout: float, what: str) -> dict:
-    """The daemon's status once ``pred(status)`` holds; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not pred(st := await rig.status()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {st['state']} ({st['why']}), {st['problems']}")
-        await asyncio.sleep(0.05)
-    return st
+def _why(st: dict) -> str:
+    return f"{st['state']} ({st['why']}), {st['problems']}"
 
 
 def pings(rx: NotifyReceiver) -> int:
@@ -140,7 +135,7 @@ async def test_real_daemon_with_an_unreadable_ca_file_shows_the_crash_backs_off_
         await asyncio.to_thread(rx.wait_until, lambda msgs: any(
             "task:live: the Live supervisor crashed" in m.fields.get("STATUS", "") for m in msgs), 10)
         # crash-looping (5 in a row): no more watchdog pings
-        await status_until(rig, lambda s: s["tasks"]["live"]["streak"] >= 5, 40, "5 crashes in a row")
+        await status_until(rig, lambda s: s["tasks"]["live"]["streak"] >= 5, "5 crashes in a row", 40, detail=_why)
         assert await no_pings_for(rx, 2.0, 0.5)
         # root fixes the file and reloads: the Live part is rebuilt, connects, the error is gone
         assert rig.emu is not None
@@ -151,7 +146,7 @@ async def test_real_daemon_with_an_unreadable_ca_file_shows_the_crash_backs_off_
         assert answer["ok"], answer
         st = await rig.wait_state("idle", timeout=20)
         await rig.emu.wait_connections(1, timeout=15)
-        st = await status_until(rig, lambda s: s["live"]["connected"], 15, "connected")
+        st = await status_until(rig, lambda s: s["live"]["connected"], "connected", 15, detail=_why)
         assert "task:live" not in st["problems"] and st["tasks"]["live"]["state"] == "running"
         assert st["tasks"]["live"]["crashes"] == 0, "a new Live part, a new record"
         # every long-lived task of the daemon is watched

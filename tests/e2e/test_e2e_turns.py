@@ -2,7 +2,6 @@
 detection, reply playback, interruption and barge-in, against the emulator."""
 
 import asyncio
-import time
 import wave
 
 import pytest
@@ -11,6 +10,7 @@ from edged.dev.filedev import silence
 from edged.dev.rig import Rig
 from edged.sim import speech as sim_speech
 from edged.sim.scenario import Scenario
+from tests.waiting import status_until
 
 from .conftest import speech
 
@@ -29,15 +29,6 @@ async def _events(rig, sink):
         sink.append(ev)
 
 
-async def _until(rig, pred, what: str, timeout: float = 30.0) -> dict:
-    """The daemon's status once pred(status) holds; fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not pred(st := await rig.status()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
-    return st
-
-
 def _heard(st: dict) -> int:
     """Capture frames the Ear has gone past (lost ones included)."""
     ear = st["wake"]["ear"]
@@ -46,9 +37,9 @@ def _heard(st: dict) -> int:
 
 async def _ear_went_past_the_mic(rig) -> None:
     """Wait until everything queued on the microphone has gone through the Ear."""
-    await _until(rig, lambda st: rig.mic_idle(), "the microphone's queue written to the FIFO")
+    await status_until(rig, lambda st: rig.mic_idle(), "the microphone's queue written to the FIFO")
     past = _heard(await rig.status()) + int(rig.feeder.lead_s * 32000) // 2560 + 2
-    await _until(rig, lambda st: _heard(st) >= past, "the Ear went past it")
+    await status_until(rig, lambda st: _heard(st) >= past, "the Ear went past it")
 
 
 async def test_wake_turn_reply_and_tool_call(tmp_path, models_dir):
@@ -129,8 +120,8 @@ async def test_reply_stops_on_interruption_and_barge_in(tmp_path, models_dir, ho
         full = await sim_speech.say(LONG, cache_dir=rig.root / "certs" / "tts")
         rig.speak(speech("hey jarvis") + speech("tell me a story"), pad_s=2.0)
         await rig.wait_state("speaking", timeout=40)
-        await _until(rig, lambda st: st["audio"]["playback"]["frames_written"] >= 24000 // 2,
-                     "half a second of the reply played")
+        await status_until(rig, lambda st: st["audio"]["playback"]["frames_written"] >= 24000 // 2,
+                           "half a second of the reply played")
         if how == "interrupted":
             await rig.emu.interrupt()
             st = await rig.wait_state("idle", timeout=10)
