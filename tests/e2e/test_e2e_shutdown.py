@@ -21,6 +21,7 @@ from edged.daemon import Daemon
 from edged.sim.live_server import LiveEmulator
 from edged.sim.scenario import Scenario
 from edged.state import State
+from tests.waiting import until
 
 
 def _alsa_config(path, mic_fifo, speaker_fifo) -> dict[str, str]:
@@ -29,14 +30,6 @@ def _alsa_config(path, mic_fifo, speaker_fifo) -> dict[str, str]:
         f'pcm.speaker {{\n  type file\n  slave.pcm "null"\n  file "{speaker_fifo}"\n  format "raw"\n}}\n',
         encoding="utf-8")
     return {"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{path}"}
-
-
-async def _until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_shutdown_with_hung_capture_and_player_threads_is_under_5_s(tmp_path, models_dir, monkeypatch):
@@ -58,14 +51,14 @@ async def test_shutdown_with_hung_capture_and_player_threads_is_under_5_s(tmp_pa
     hung = []
     try:
         await d.start()
-        await _until(lambda: d.status()["live"]["connected"], 15, "the Live session connected")
+        await until(lambda: d.status()["live"]["connected"], "the Live session connected", 15)
         d.conv.say("play a long tone")  # the reply fills the speaker's pipe, then the player blocks
-        await _until(lambda: d.state == State.SPEAKING, 30, "speaking")
+        await until(lambda: d.state == State.SPEAKING, "speaking", 30)
         capture, player = d.capture, d.player
-        await _until(lambda: player.stats()["frames_written"] > 0, 15, "the player writing")
+        await until(lambda: player.stats()["frames_written"] > 0, "the player writing", 15)
         # hung: neither loop has beaten for a second (both beat several times a second when they run)
-        await _until(lambda: time.monotonic() - player.alive() > 1.0, 20, "the player blocked in its write")
-        await _until(lambda: time.monotonic() - capture.alive() > 1.0, 5, "the capture blocked in its read")
+        await until(lambda: time.monotonic() - player.alive() > 1.0, "the player blocked in its write", 20)
+        await until(lambda: time.monotonic() - capture.alive() > 1.0, "the capture blocked in its read", 5)
         hung = [capture.thread, player.thread]
         assert all(t is not None and t.is_alive() for t in hung)
 
@@ -117,7 +110,7 @@ async def _daemon_with_a_quiet_microphone(tmp_path, models_dir, monkeypatch):
     d = Daemon(cfg, None)
     try:
         await d.start()
-        await _until(lambda: d.capture.stats()["state"] == "running", 15, "capture running")
+        await until(lambda: d.capture.stats()["state"] == "running", "capture running", 15)
         yield d
     finally:
         await d.stop()
