@@ -4,8 +4,6 @@ devices: what lands in the speaker's WAV, bit for bit."""
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
 import wave
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from edged.audio.gain import apply_gain, gain
 from edged.dev.rig import Rig
 from edged.sim.live_server import LiveEmulator
 from edged.sim.scenario import Scenario
+from tests.waiting import status_until, until
 
 from .conftest import speech, summary_rows
 
@@ -62,27 +61,6 @@ async def _follow(rig: Rig, sink: list[dict]) -> None:
         sink.append(ev)
 
 
-async def _until(pred, what: str, timeout: float = 30.0):
-    """pred()'s value (a coroutine's is awaited) once truthy; fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
-
-
-async def _status_until(rig: Rig, pred, what: str, timeout: float = 30.0) -> dict:
-    async def check():
-        st = await rig.status()
-        return st if pred(st) else None
-
-    return await _until(check, what, timeout)
-
-
 def _of(events: list[dict], name: str, **match) -> list[dict]:
     return [e for e in events if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
 
@@ -91,7 +69,7 @@ async def _started(rig: Rig, events: list[dict]) -> asyncio.Task:
     await rig.start()
     follower = asyncio.create_task(_follow(rig, events))
     await rig.emu.wait_connections(1, timeout=30)
-    await _status_until(rig, lambda st: st["live"]["connected"], "the Live session connected")
+    await status_until(rig, lambda st: st["live"]["connected"], "the Live session connected")
     return follower
 
 
@@ -108,7 +86,7 @@ async def test_cues_land_in_the_playback_wav_in_order(tmp_path, models_dir):
         await rig.wait_state("idle", timeout=40)
         for on in (True, False):
             assert (await rig.request("mute", on=on))["ok"]
-            await _status_until(rig, lambda st: st["audio"]["playback"]["cue"] is None, "the mute cue played")
+            await status_until(rig, lambda st: st["audio"]["playback"]["cue"] is None, "the mute cue played")
         st = await rig.status()
         wake = _of(events, "wake", source="wake_word")[0]
         cue_writes = {name: (t_write, t_sound) for name, t_write, t_sound in st["audio"]["playback"]["cue_writes"]}
@@ -136,14 +114,14 @@ async def test_volume_scales_the_played_samples_and_persists_across_a_restart(tm
         sent = _record_replies(rig.emu)
         # the model's set_volume: 100 -> 50
         assert (await rig.request("say", text="not so loud"))["ok"]
-        await _until(lambda: (rig.emu.connections[0].tool_responses), "the set_volume response")
+        await until(lambda: (rig.emu.connections[0].tool_responses), "the set_volume response", timeout=30)
         assert rig.emu.connections[0].tool_responses[0]["response"] == {"volume": 50, "was": 100}
         await rig.wait_state("idle", timeout=30)
         assert (await rig.status())["volume"]["level"] == 50
         # a reply at 50: every sample is rint(sample * 0.125), saturated
         assert (await rig.request("say", text="play a tone"))["ok"]
-        st = await _status_until(rig, lambda st: st["audio"]["playback"]["replies"] >= 1 and st["state"] == "idle",
-                                 "the reply played")
+        st = await status_until(rig, lambda st: st["audio"]["playback"]["replies"] >= 1 and st["state"] == "idle",
+                                "the reply played")
         assert st["audio"]["playback"]["replies"] == 1, (st["audio"]["playback"], st["conversation"])
         # edgectl volume down: 50 -> 40, kept in the state dir
         answer = await rig.request("volume", step="down")
@@ -156,10 +134,10 @@ async def test_volume_scales_the_played_samples_and_persists_across_a_restart(tm
         first_wav = rig.wavs[-2]
         assert (await rig.status())["volume"]["level"] == 40  # restored at start
         await rig.emu.wait_connections(2, timeout=30)
-        await _status_until(rig, lambda st: st["live"]["connected"], "connected again")
+        await status_until(rig, lambda st: st["live"]["connected"], "connected again")
         assert (await rig.request("say", text="play a tone"))["ok"]
-        await _status_until(rig, lambda st: st["audio"]["playback"]["replies"] == 1 and st["state"] == "idle",
-                            "the reply played after the restart")
+        await status_until(rig, lambda st: st["audio"]["playback"]["replies"] == 1 and st["state"] == "idle",
+                           "the reply played after the restart")
         await rig.stop_daemon()
     finally:
         await rig.close()
@@ -179,22 +157,22 @@ async def test_offline_a_wake_plays_the_offline_cue_within_300_ms_and_opens_no_t
     try:
         follower = await _started(rig, events)
         await rig.emu.stop()  # the service is gone: the session's reconnect is refused by the OS
-        st = await _status_until(rig, lambda st: st["live"]["reach"] == "offline", "offline")
+        st = await status_until(rig, lambda st: st["live"]["reach"] == "offline", "offline")
         assert st["state"] == "error" and st["status_led"] == "error" and "live" in st["problems"]
         live_row = summary_rows(ctl_status.summary(st))["Live"]  # edgectl status
         assert live_row.startswith(f"OFFLINE: {st['live']['reach_why']}"), live_row
         turns = st["conversation"]["turns"]
         rig.speak(speech("hey jarvis"), pad_s=1.5)
-        await _until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40)
-        st = await _status_until(rig, lambda st: any(c[0] == "offline" for c in st["audio"]["playback"]["cue_writes"]),
-                                 "the offline cue written")
+        await until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40)
+        st = await status_until(rig, lambda st: any(c[0] == "offline" for c in st["audio"]["playback"]["cue_writes"]),
+                                "the offline cue written")
         wake = _of(events, "wake", source="wake_word")[0]
         t_sound = next(t for name, _, t in st["audio"]["playback"]["cue_writes"] if name == "offline")
         assert 0 <= t_sound - wake["mono"] <= 0.3, t_sound - wake["mono"]
         assert st["conversation"]["turns"] == turns and st["conversation"]["offline_wakes"] == 1
         assert st["state"] == "error" and not _of(events, "state", state="listening")
-        await _status_until(rig, lambda st: not st["wake"]["ear"]["in_turn"], "the Ear's turn called off")
-        await _status_until(rig, lambda st: st["audio"]["playback"]["cue"] is None, "the cue played out")
+        await status_until(rig, lambda st: not st["wake"]["ear"]["in_turn"], "the Ear's turn called off")
+        await status_until(rig, lambda st: st["audio"]["playback"]["cue"] is None, "the cue played out")
         follower.cancel()
         await rig.stop_daemon()
         assert _find(_wav(rig.wavs[-1]), _cue("offline")) >= 0
@@ -209,8 +187,8 @@ async def test_reconnecting_keeps_the_turn_and_replays_it(tmp_path, models_dir):
         follower = await _started(rig, events)
         rig.emu.arm(setup_delay=4.0)  # the next connection takes 4 s to be set up
         await rig.emu.drop()
-        st = await _status_until(rig, lambda st: st["live"]["reach"] == "reconnecting" and not st["live"]["connected"],
-                                 "reconnecting")
+        st = await status_until(rig, lambda st: st["live"]["reach"] == "reconnecting" and not st["live"]["connected"],
+                                "reconnecting")
         assert summary_rows(ctl_status.summary(st))["Live"].startswith("RECONNECTING: ")  # edgectl status
         rig.speak(speech("hey jarvis") + speech("what time is it"), pad_s=2.0)
         await rig.wait_state("listening", timeout=30)
@@ -233,12 +211,12 @@ async def test_no_key_connects_to_nothing_and_says_so(tmp_path, models_dir):
     try:
         await rig.start()
         follower = asyncio.create_task(_follow(rig, events))
-        st = await _status_until(rig, lambda st: st["live"]["reach"] == "offline", "offline")
+        st = await status_until(rig, lambda st: st["live"]["reach"] == "offline", "offline")
         assert st["live"]["state"] == "no_key" and st["live"]["fresh_starts"] == 0 and not st["live"]["connected"]
         assert "no API key" in st["problems"]["live"] and "edgectl reload" in st["problems"]["live"]
         assert st["state"] == "error"
         rig.speak(speech("hey jarvis"), pad_s=1.5)
-        ev = (await _until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40))[0]
+        ev = (await until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40))[0]
         assert "no API key" in ev["why"] and ev["retry"] is False
         st = await rig.status()
         assert st["live"]["fresh_starts"] == 0 and st["live"]["state"] == "no_key"
@@ -262,25 +240,25 @@ async def test_auth_failed_reload_retries_once_at_once_and_a_fixed_key_reconnect
         rig.config_path.write_text(tomli_w.dumps(rig.config_dict()))
         await rig.start_daemon()
         follower = asyncio.create_task(_follow(rig, events))
-        await _status_until(rig, lambda st: st["live"]["reach"] == "offline" and st["live"]["auth_failures"] >= 1,
-                            "auth failed")
+        await status_until(rig, lambda st: st["live"]["reach"] == "offline" and st["live"]["auth_failures"] >= 1,
+                           "auth failed")
         assert len(rig.emu.handshake_rejections) == 1
         # reload: one try at once (the session would wait live.auth_retry_s = 300 s)
         assert (await rig.request("reload"))["ok"]
-        await _until(lambda: (len(rig.emu.handshake_rejections) == 2), "the early try")
+        await until(lambda: (len(rig.emu.handshake_rejections) == 2), "the early try", timeout=30)
         assert _of(events, "live_retry", tried=True)
-        await _status_until(rig, lambda st: st["live"]["auth_failures"] >= 2, "the early try refused")
+        await status_until(rig, lambda st: st["live"]["auth_failures"] >= 2, "the early try refused")
         # again within 30 s: refused by the rate limit, and a wake gets the offline cue without a try
         assert (await rig.request("reload"))["ok"]
-        await _until(lambda: (_of(events, "live_retry", tried=False)), "the rate-limited reload")
+        await until(lambda: (_of(events, "live_retry", tried=False)), "the rate-limited reload", timeout=30)
         rig.speak(speech("hey jarvis"), pad_s=1.5)
-        ev = (await _until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40))[0]
+        ev = (await until(lambda: (_of(events, "offline_wake")), "the offline wake", timeout=40))[0]
         assert ev["retry"] is False and "auth_failed" in ev["why"]
         assert len(rig.emu.handshake_rejections) == 2
         # the key fixed in its file: reload reconnects at once
         key_file.write_text("the-right-key\n")
         assert (await rig.request("reload"))["ok"]
-        st = await _status_until(rig, lambda st: st["live"]["connected"], "connected with the fixed key", timeout=15)
+        st = await status_until(rig, lambda st: st["live"]["connected"], "connected with the fixed key", timeout=15)
         assert st["live"]["reach"] == "connected" and "live" not in st["problems"]
         await rig.wait_state("idle", timeout=10)
         follower.cancel()
@@ -299,8 +277,8 @@ async def test_google_paced_replies_play_without_an_underrun(tmp_path, models_di
         follower = await _started(rig, events)
         for n in (1, 2, 3):
             assert (await rig.request("say", text="a long tone please"))["ok"]
-            st = await _status_until(rig, lambda st, n=n: st["audio"]["playback"]["replies"] == n
-                                     and st["state"] == "idle", f"reply {n} played", timeout=40)
+            st = await status_until(rig, lambda st, n=n: st["audio"]["playback"]["replies"] == n
+                                    and st["state"] == "idle", f"reply {n} played", timeout=40)
         pb = st["audio"]["playback"]
         assert pb["underruns"] == 0 and pb["jitter"]["hold_ms"] == 0, pb
         assert pb["jitter"]["last_arrival_rate"] > 1.5 and len(pb["first_writes"]) == 3

@@ -18,9 +18,10 @@ from edged.dev.rig import Rig
 from edged.sim.scenario import Scenario
 from edged.state import State
 from edged.timers import FILE_NAME
+from tests.waiting import status_until, until
 
 from .conftest import speech, summary_rows
-from .test_e2e_cues import _cue, _find, _record_replies, _until
+from .test_e2e_cues import _cue, _find, _record_replies
 from .test_e2e_inproc import speaker
 from .test_e2e_turns import _ear_went_past_the_mic
 
@@ -93,11 +94,8 @@ async def edgectl(rig: Rig, *args: str) -> tuple[int, str, str]:
 
 
 async def _status_until(rig: Rig, pred, what: str, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while not pred(st := await rig.status()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (timers: {st.get('timers')})"
-        await asyncio.sleep(0.05)
-    return st
+    """status_until, showing the status's timers on a failure."""
+    return await status_until(rig, pred, what, timeout, detail=lambda st: f"timers: {st.get('timers')}")
 
 
 async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_word_and_ring_max(tmp_path,
@@ -131,7 +129,8 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         assert [it["label"] for it in st["timers"]["ringing"]] == ["pasta"]
         assert st["timers"]["timers"][0]["state"] == "ringing"
         # ... and it is heard: the ring cue (at cues.volume, audio.volume 100) in the playback WAV
-        await _until(lambda: _find(_played(rig), ring) >= 0, "a whole ring cue in the playback WAV")
+        await until(lambda: _find(_played(rig), ring) >= 0, "a whole ring cue in the playback WAV",
+                    timeout=30, every=0.05)
         assert (await rig.status())["audio"]["playback"]["cue"] == "ring"
         rc, out, err = await edgectl(rig, "status")
         rows = summary_rows(out)
@@ -161,8 +160,8 @@ async def test_timer_set_by_voice_rings_is_told_and_stopped_by_edgectl_the_wake_
         # the one period in flight at the stop comes between)
         assert len(sent) == 2
         reply_head = sent[1][: 24000 * 2 * 3 // 10]  # its first 0.3 s, before timer-2 rings
-        reply_at = await _until(lambda: _found_at(_played(rig), reply_head, stopped_at - PERIOD_BYTES),
-                                "the tea reply in the playback WAV")
+        reply_at = await until(lambda: _found_at(_played(rig), reply_head, stopped_at - PERIOD_BYTES),
+                               "the tea reply in the playback WAV", timeout=30, every=0.05)
         assert stopped_at <= reply_at <= stopped_at + PERIOD_BYTES, (stopped_at, reply_at)
         await rig.wait_state("idle", timeout=30)
         turns_before = len(rig.emu.frames_of("activity_start"))
@@ -229,7 +228,8 @@ async def test_a_timer_survives_kill9_and_rings_while_offline(tmp_path, models_d
         assert st["timers"]["ringing"][0]["label"] == "bread"
         assert not st["live"].get("connected") and st["live"]["state"] != "connected"
         # heard while offline: the ring cue in the restarted daemon's playback WAV
-        await _until(lambda: _find(_played(rig), _cue("ring")) >= 0, "the ring cue in the playback WAV (offline)")
+        await until(lambda: _find(_played(rig), _cue("ring")) >= 0, "the ring cue in the playback WAV (offline)",
+                    timeout=30, every=0.05)
         assert not (await rig.status())["live"].get("connected")
         rc, out, err = await edgectl(rig, "timers", "stop")
         assert rc == 0 and "timer-1" in out, err
