@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -201,3 +203,56 @@ def test_vm_arm64_report_judges_the_guest_results(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({**guest, "uptime_at_end_s": 1.0}))
     assert report.main([str(tmp_path), "--json", str(tmp_path / "r.json"), "--boot-s", "50"]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["bench"] == "vm-arm64"
+
+
+# ---- the two images: one shared library, and cache keys that hash every file their builds read ---------
+BUILDS = {"vm-test": "build-image.sh", "vm-arm64": "arm64/build-image.sh"}
+
+
+def _sourced(build: str) -> list[str]:
+    """The files a build-image.sh sources (`. "$HERE/…"`), relative to scripts/vm."""
+    script = VM / build
+    found = re.findall(r'^\. "\$HERE/([^"]+)"$', script.read_text(), re.M)
+    return [os.path.relpath(os.path.normpath(script.parent / f), VM) for f in found]
+
+
+def _image_key(runner: str, vm: Path) -> str:
+    """The image key as scripts/<runner> computes it, by its own function's text, over the copy vm of
+    scripts/vm (vm-test's inputs_key takes the wheelhouse key as its argument)."""
+    text = (ROOT / "scripts" / runner).read_text()
+    name, call = ("inputs_key", "inputs_key wheels-key") if runner == "vm-test" else ("image_key", "image_key")
+    fn = re.search(rf"^{name}\(\) {{.*?\n}}\n", text, re.S | re.M)
+    assert fn, f"scripts/{runner} has no {name}()"
+    script = f'set -euo pipefail; VM="{vm}"; A64="{vm}/arm64"\n{fn.group(0)}{call}\n'
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and re.fullmatch(r"[0-9a-f]{16}\n", r.stdout), (r.returncode, r.stdout, r.stderr)
+    return r.stdout
+
+
+def test_both_image_builds_source_the_one_library_and_parse():
+    for build in BUILDS.values():
+        assert _sourced(build) == ["image-lib.sh"], build
+    for script in (VM / "build-image.sh", VM / "arm64" / "build-image.sh", VM / "image-lib.sh"):
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, script
+
+
+@pytest.mark.parametrize("runner", sorted(BUILDS))
+def test_the_image_key_changes_with_every_file_the_build_reads(tmp_path, runner):
+    """A change to the recipe, to what it sources (scripts/vm/image-lib.sh, shared by both images), to
+    the gpio-sim build or to the units baked into the guest gives another key, so the cached image is
+    rebuilt.  Each file is changed in a copy of scripts/vm and the runner's own key function run on it."""
+    vm = tmp_path / "vm"
+    shutil.copytree(VM, vm)
+    build = BUILDS[runner]
+    units = (["guest/vm-bench-boot", "guest/vm-bench.service"] if runner == "vm-test"
+             else ["arm64/vm-arm64-boot", "arm64/vm-arm64.service"])
+    inputs = [build, *_sourced(build), "gpio-sim/build.sh", "gpio-sim/Kbuild", *units]
+    assert "image-lib.sh" in inputs
+    key = _image_key(runner, vm)
+    assert _image_key(runner, vm) == key  # the same inputs, the same key
+    for rel in inputs:
+        with open(vm / rel, "a") as f:
+            f.write("\n# changed\n")
+        new = _image_key(runner, vm)
+        assert new != key, f"scripts/{runner}'s image key does not hash {rel}"
+        key = new
