@@ -49,6 +49,8 @@ def test_install_dry_run_plan(fake_root, tmp_path):
     joined = "\n".join(plan)
     venv = f"{tmp_path}/opt/venv"
     assert f"python3 -m venv --system-site-packages {venv}" in plan
+    upgrade = f"{venv}/bin/python -m pip install -q --disable-pip-version-check --upgrade pip"
+    assert plan.index(upgrade) == plan.index(f"python3 -m venv --system-site-packages {venv}") + 1
     assert f"{venv}/bin/python -m pip install -q --disable-pip-version-check {ROOT}[all]" in plan
     # the daemon does not write its own configuration: root owns it, the service's group reads it
     assert f"install -d -o root -g edged -m 0750 {tmp_path}/etc" in plan
@@ -92,6 +94,8 @@ def test_install_dry_run_twice_same_plan_and_keeps_what_exists(fake_root, tmp_pa
     assert not any("edged.toml" in a and not a.startswith(("chown ", "chmod ")) for a in plan), \
         "an existing config is never overwritten (only its owner and mode are set)"
     assert not any(a.startswith("python3 -m venv") for a in plan)
+    assert not any(a.endswith("--upgrade pip") for a in plan), "a re-run leaves the venv's pip alone"
+    assert any(a.endswith(f"{ROOT}[all]") for a in plan)  # but installs edged again
     assert not any(a.startswith("install -m 0644") and a.endswith("edged.service") for a in plan)
     assert (tmp_path / "etc" / "edged.toml").read_text() == "# the user's own config\n"
 
