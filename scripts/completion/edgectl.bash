@@ -14,7 +14,7 @@ audio.capture_rate audio.capture_channels audio.playback_rate audio.playback_cha
 audio.jitter_ms audio.reopen_backoff_max_s audio.volume audio.volume_step audio.mixer
 audio.mixer_device wake.engine wake.models wake.models_dir wake.threshold
 wake.trigger_frames wake.refractory_s wake.suppress_while_playing turn.vad turn.vad_aggressiveness
-turn.detector turn.silence_ms turn.smart_silence_ms turn.smart_threshold turn.preroll_ms
+turn.detector turn.silence_ms turn.smart_silence_ms turn.smart_threshold turn.smart_reask_ms turn.smart_threads turn.preroll_ms
 turn.max_utterance_s turn.no_speech_timeout_s turn.follow_up_s turn.reply_timeout_s state.dir
 control.socket control.group control.admin_group control.max_request_bytes gpio.pin_factory
 gpio.status_led gpio.camera_led gpio.talk_button gpio.mute_button camera.backend
