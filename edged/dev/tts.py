@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 WAKE_VARIANTS = [("en-us", 140), ("en-us", 175), ("en-gb", 140), ("en-gb", 175), ("en+f3", 140), ("en+f3", 175)]
 NEGATIVES = ["good morning", "what time is it", "play some music", "hello there", "turn off the radio"]
 FESTIVAL = "festival:"
+PACKAGES = {"espeak-ng": "espeak-ng", "text2wave": "festival festvox-us-slt-hts", "sox": "sox"}  # Debian's
 COMMANDS = {"light": "turn on the kitchen light", "see": "what do you see"}
 
 
@@ -45,8 +46,7 @@ def render(text: str, path: str | os.PathLike[str] | None = None, *, rate: int =
     festival = voice.startswith(FESTIVAL)
     for tool in ("text2wave" if festival else "espeak-ng", "sox"):
         if shutil.which(tool) is None:
-            pkg = "festival festvox-us-slt-hts" if tool == "text2wave" else "espeak-ng sox"
-            raise EdgedError(f"{tool}: not installed (apt-get install {pkg})")
+            raise EdgedError(f"{tool}: not installed (apt-get install {PACKAGES[tool]})")
     key = hashlib.sha256(f"{text}|{voice}|{speed}|{rate}".encode()).hexdigest()[:12]
     if path is None:
         base = Path(cache_dir or os.environ.get("EDGED_AUDIO_CACHE") or Path.home() / ".cache/edged/tts")

@@ -83,18 +83,6 @@ class Clip:
         return "festival" if self.voice.startswith(FESTIVAL) else "espeak"
 
 
-def _have_tools(voices: list[tuple[str, int]]) -> None:
-    tools = {"sox": "sox"}
-    for voice, _ in voices:
-        if voice.startswith(FESTIVAL):
-            tools["text2wave"] = "festival festvox-us-slt-hts"
-        else:
-            tools["espeak-ng"] = "espeak-ng"
-    for tool, pkg in tools.items():
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool}: not installed (apt-get install {pkg})")
-
-
 def _load(path: Path) -> np.ndarray:
     return np.frombuffer(path.read_bytes(), dtype="<i2").copy()
 
@@ -141,8 +129,7 @@ def _render_paused(first: str, rest: str, voice: str, speed: int, pause_ms: int,
 
 def build(cache_dir: str | Path, *, voices: list[tuple[str, int]] | None = None) -> list[Clip]:
     """Every clip: each complete command and each paused command in every voice (pauses rotate)."""
-    vs = voices or VOICES
-    _have_tools(vs)
+    vs = voices or VOICES  # render() says which tool is missing, and its package
     cache = Path(cache_dir)
     tts_cache = cache / "tts"
     clips: list[Clip] = []

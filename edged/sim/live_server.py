@@ -513,7 +513,7 @@ class LiveEmulator:
         rec.setup = setup
         self._record(rec.n, "setup", setup)
         aad = field_of(field_of(setup, "realtimeInputConfig", "realtime_input_config"),
-                   "automaticActivityDetection", "automatic_activity_detection")
+                       "automaticActivityDetection", "automatic_activity_detection")
         if field_of(aad, "disabled") is not True:
             rec.violations.append("setup does not disable automatic activity detection")
         if faults.get("close_on_setup"):

@@ -38,3 +38,13 @@ def test_a_missing_or_strange_festival_voice_is_a_clear_error(voice, why, tmp_pa
     with pytest.raises(EdgedError, match=why.replace("(", r"\(")):
         tts.render("hello", voice=voice, cache_dir=tmp_path)
     assert not list(tmp_path.rglob("*.raw"))  # nothing half-made left in the cache
+
+
+@pytest.mark.parametrize("voice,tool,package", [
+    ("en-us", "espeak-ng", "apt-get install espeak-ng"),
+    ("festival:cmu_us_slt_arctic_hts", "text2wave", "apt-get install festival festvox-us-slt-hts"),
+])
+def test_a_missing_renderer_names_its_debian_package(voice, tool, package, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no tool can be found
+    with pytest.raises(EdgedError, match=f"{tool}: not installed \\({package}\\)"):
+        tts.render("hello", voice=voice, cache_dir=tmp_path)
