@@ -87,7 +87,7 @@ def table(results: dict[str, Any], expect_fail: set[str] | None = None) -> tuple
     """
     rows = results.get("scenarios") or []
     desc = results.get("descriptions") or {}
-    lines = ["| scenario | result | seconds | detail |", "|---|---|---|---|"]
+    lines = ["| scenario | result | seconds (guest / host) | detail |", "|---|---|---|---|"]
     for r in rows:
         mark = "SKIP" if r.get("skipped") else "PASS" if r["ok"] else "FAIL"
         if expect_fail is not None and r["name"] in expect_fail:
@@ -95,7 +95,8 @@ def table(results: dict[str, Any], expect_fail: set[str] | None = None) -> tuple
         elif expect_fail is not None and not r["ok"]:
             mark += " (collateral)"
         detail = " ".join(str(r.get("detail", "")).split())[:220].replace("|", "/")
-        lines.append(f"| {r['name']}: {desc.get(r['name'], '')} | {mark} | {r['seconds']} | {detail} |")
+        took = f"{r['seconds']} / {r['host_seconds']}" if r.get("host_seconds") is not None else r["seconds"]
+        lines.append(f"| {r['name']}: {desc.get(r['name'], '')} | {mark} | {took} | {detail} |")
     if results.get("setup_error"):
         lines.append(f"| set-up | FAIL | | {results['setup_error'][:300]} |")
     if not rows or results.get("setup_error"):
@@ -124,9 +125,13 @@ def report(share: Path, out_json: Path | None, extra: dict[str, Any]) -> int:
     if skipped:
         print(f"\nSKIPPED (not tested on this host): {', '.join(skipped)}")
     t = results.get("timings", {})
-    print(f"\nboot {extra.get('boot_s')} s to the runner; install {t.get('install_s')} s; "
-          f"scenarios {sum(r['seconds'] for r in results.get('scenarios', [])):.1f} s; "
-          f"whole VM run {extra.get('wall_s')} s")
+    rows = results.get("scenarios", [])
+    host_rows = [r["host_seconds"] for r in rows if r.get("host_seconds") is not None]
+    print(f"\nboot {extra.get('boot_s')} s to the runner; in guest / host seconds: set-up "
+          f"{t.get('hardware_s')} / {t.get('hardware_host_s')}, install {t.get('install_s')} / "
+          f"{t.get('install_host_s')}, scenarios {sum(r['seconds'] for r in rows):.1f} / "
+          f"{sum(host_rows) if len(host_rows) == len(rows) and rows else None}; "
+          f"whole VM run {extra.get('wall_s')} s (host)")
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"bench": "vm", **extra, "ok": ok, **results}
