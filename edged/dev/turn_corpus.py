@@ -8,7 +8,9 @@ prosody is closer to a person's than espeak's rules, see ``tts``):
 * ``pause``: a whole command with 400-900 ms of silence inserted mid-sentence by sox
   (``pad SECONDS@POSITION``) at the quietest point near the word boundary, e.g.
   "turn on the ... kitchen light".  The sentence is rendered whole, so the intonation before the
-  pause is that of an unfinished sentence.
+  pause is that of an unfinished sentence.  The boundary is found by aligning the first words,
+  rendered on their own, to the sentence (``align.phrase_end``; version 1 took their own duration,
+  which final lengthening makes too long, and put most festival pauses inside the next word).
 
 Each clip carries ``speech_end`` (the sample after its last audible sample) and, for pause clips,
 where the pause is.  ``noise(kind, level_dbfs, n)`` makes room noise to mix under a clip: white or
@@ -28,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .align import phrase_end
 from .tts import FESTIVAL, render
 
 RATE = 16000
-VERSION = 1  # bump to re-render
+VERSION = 2  # bump to re-render (2: pauses placed by alignment)
 VOICES = [("en-us", 160), ("en-gb", 140), ("en+f3", 180), ("en-us+m3", 130)]
 COMPLETE = [
     "turn on the kitchen light",
@@ -92,10 +95,10 @@ def _trim(x: np.ndarray) -> tuple[int, int]:
     return (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, 0)
 
 
-def _split_point(full: np.ndarray, approx: int) -> int:
-    """The quietest 20 ms within 150 ms of ``approx`` (the word boundary), at its middle."""
+def _split_point(full: np.ndarray, approx: int, reach: int = RATE // 20) -> int:
+    """The quietest 20 ms within ``reach`` samples (50 ms) of ``approx`` (the word boundary), at its middle."""
     win = RATE // 50
-    lo, hi = max(win, approx - RATE * 3 // 20), min(full.size - win, approx + RATE * 3 // 20)
+    lo, hi = max(win, approx - reach), min(full.size - win, approx + reach)
     if hi <= lo:
         return approx
     e = np.convolve(np.square(full.astype(np.float64)), np.ones(win), mode="same")
@@ -110,11 +113,15 @@ def _render_paused(first: str, rest: str, voice: str, speed: int, pause_ms: int,
     if out.is_file() and meta.is_file():
         return _load(out), int(json.loads(meta.read_text())["pause_at"])
     full_path = render(text, rate=RATE, voice=voice, speed=speed, cache_dir=tts_cache)
-    head_path = render(first, rate=RATE, voice=voice, speed=speed, cache_dir=tts_cache)
-    full, head = _load(full_path), _load(head_path)
-    f0 = _trim(full)[0]
+    head = _load(render(first, rate=RATE, voice=voice, speed=speed, cache_dir=tts_cache))
+    tail = _load(render(rest, rate=RATE, voice=voice, speed=speed, cache_dir=tts_cache))
+    full = _load(full_path)
+    f0, f1 = _trim(full)
     h0, h1 = _trim(head)
-    at = _split_point(full, f0 + (h1 - h0))
+    t0, t1 = _trim(tail)
+    # at least half of the rest's own length stays after the pause
+    end = phrase_end(head[h0:h1], full[f0:f1], latest=(f1 - f0) - (t1 - t0) // 2)
+    at = _split_point(full, f0 + end)
     with tempfile.TemporaryDirectory(prefix="edged-corpus-") as tmp:
         tmp_out = Path(tmp) / "out.raw"
         fmt = ["-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer"]

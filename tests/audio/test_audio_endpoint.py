@@ -258,18 +258,19 @@ def trained_corpus():
 
 def test_smart_turn_keeps_pauses_open_in_a_voice_with_trained_prosody(trained_corpus, models_dir):
     """The festival HTS voice's pitch and durations were learnt from a recorded speaker.  Asked once at
-    200 ms, the real model calls nearly all of its paused half-sentences ("turn on the ...")
-    incomplete, so with a cap above the longest pause (900 ms) at most one of the ten is cut off
-    (measured: "remind me to ...", at 0.53); on espeak-ng's rule-based prosody it calls most of them
-    complete (bench/bench_endpoint.py).  Broken features, or a model asked again and again as the
-    silence grows (it leans to "complete" after longer silences: 4 of 10 cut off), go red here."""
+    200 ms, the real model calls most of its paused half-sentences ("turn on the ...") incomplete:
+    with a cap above the longest pause (900 ms), 3 of the 10 are cut off ("turn off the ...",
+    "remind me to ...", "can you tell me ..."; measured on corpus version 2, whose pauses sit at the
+    word boundary: version 1 put most of them inside the next word, "play some music by the b...",
+    and only 1 was cut off).  Asked again every 300 ms it cuts off 5 (it leans to "complete" after
+    longer silences); broken features go red here too."""
     assert {c.family for c in trained_corpus} == {"festival"}
     ep = Endpointer("webrtc", silence_ms=1200, max_utterance_s=15, no_speech_timeout_s=5, models_dir=models_dir,
                     detector="smart_turn")
     ep.load()
     assert ep.problem is None
     cut = cut_offs(ep, paused(trained_corpus))
-    assert len(cut) <= 1, cut
+    assert len(cut) <= 3, cut
     probs = [v.probability for v in ep.worker.timings]
     assert len(probs) >= len(paused(trained_corpus)) and np.median(probs) < 0.2, probs
     # and the same model does call some of the voice's complete commands complete at 200 ms
