@@ -79,7 +79,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -88,12 +87,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
-from websockets.protocol import State
 
-from ..live.profiles import Profile, bare, live_models, lookup
+from ..live.profiles import bare, live_models, lookup
 from ..live.wslog import ws_logger
 from . import models_api, rules, speech
 from .certs import ensure_certs
+from .journal import MAX_FRAMES, MAX_SENT, Journal
+from .records import FOLLOW_UPS_MAX, Conn, ConnRecord, Frame, SimSession
 from .rules import field_of
 from .scenario import PACINGS, Scenario, Step
 
@@ -103,52 +103,9 @@ PATH_PREFIX = "/ws/google.ai.generativelanguage."
 PATH_SUFFIX = ".GenerativeService.BidiGenerateContent"
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
 CHUNK_MS = 40
-MAX_FRAMES = 50_000
-MAX_SENT = 20_000  # sent messages kept (audio chunks of 40 ms: 13 minutes of reply audio at most)
 INVALID_HANDLE = "resumption handle is invalid"
 GOOGLE_BURST_S = 1.0  # audio per burst in pacing "google"
 GOOGLE_RATE = 3.0  # average delivery rate in pacing "google", times real time (txtCaster#209: 3-4x)
-FOLLOW_UPS_MAX = 8
-
-
-@dataclass
-class Frame:
-    conn: int
-    t: float  # time.monotonic()
-    kind: str
-    data: Any  # the (sub)message as received
-    payload: bytes = b""  # decoded audio / video bytes
-
-
-@dataclass
-class ConnRecord:
-    n: int
-    path: str
-    t_open: float
-    setup: dict[str, Any] | None = None
-    handle: str | None = None  # the resumption handle the client presented
-    resumed: bool = False
-    resume_rejected: bool = False
-    session_id: str | None = None
-    setup_complete_sent: bool = False
-    closed: bool = False
-    t_close: float | None = None
-    close_code: int | None = None
-    close_reason: str = ""
-    closed_by: str = ""  # "client" | "server" | "drop"
-    violations: list[str] = field(default_factory=list)
-    tool_responses: list[dict[str, Any]] = field(default_factory=list)
-    turns: int = 0
-    model: str = ""  # the setup's model, without "models/"
-    refused: tuple[int, str] | None = None  # (close code, reason) when a rule refused the setup or a message
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # every call sent: id, name, args, behavior
-
-
-@dataclass
-class SimSession:
-    id: str
-    turns: int = 0
-    live: _Conn | None = None
 
 
 def close_reason(reason: str) -> str:
@@ -168,7 +125,7 @@ def _b64(data: Any) -> bytes:
         return b""
 
 
-def _usage(c: _Conn) -> dict[str, int]:
+def _usage(c: Conn) -> dict[str, int]:
     """usageMetadata of a turn, counted from its audio. "Gemini represents each second of audio as
     32 tokens" (ai.google.dev/gemini-api/docs/audio, "Technical details"): 16 kHz S16 input is
     32,000 bytes a second, 24 kHz S16 output 48,000; a text-only turn counts 0 audio tokens."""
@@ -177,31 +134,7 @@ def _usage(c: _Conn) -> dict[str, int]:
     return {"promptTokenCount": prompt, "responseTokenCount": response, "totalTokenCount": prompt + response}
 
 
-class _Conn:
-    def __init__(self, ws: ServerConnection, rec: ConnRecord) -> None:
-        self.ws = ws
-        self.rec = rec
-        self.session: SimSession | None = None
-        self.in_turn = False
-        self.reply: asyncio.Task[None] | None = None
-        self.video_since_reply = 0
-        self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.send_lock = asyncio.Lock()
-        self.profile: Profile = lookup("")
-        self.setup: dict[str, Any] = {}
-        self.empty_args: set[str] = set()
-        self.follow_ups: dict[str, tuple[Step, ...]] = {}  # NON_BLOCKING call id -> its `then` steps
-        self.when_idle: deque[tuple[Step, ...]] = deque(maxlen=FOLLOW_UPS_MAX)
-        self.turn_audio_in = 0  # bytes of 16 kHz audio received since activityStart (for usageMetadata)
-        self.reply_audio_out = 0  # bytes of 24 kHz audio sent in the current reply
-
-    @property
-    def open(self) -> bool:
-        return self.ws.state is State.OPEN
-
-
-class LiveEmulator:
+class LiveEmulator(Journal):
     def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
                  record: str | Path | None = None, models: list[str] | None = None,
@@ -227,7 +160,7 @@ class LiveEmulator:
         self.turns_received = 0
         self.ca_file: Path | None = None
         self._handles: dict[str, SimSession] = {}
-        self._live: dict[int, _Conn] = {}
+        self._live: dict[int, Conn] = {}
         self._faults: dict[str, Any] = {}
         self._counter = itertools.count(1)
         self._calls = itertools.count(1)
@@ -261,11 +194,6 @@ class LiveEmulator:
         log.info("emulator listening on %s", self.base_url)
         return self
 
-    def _open_record(self) -> Any:
-        assert self.record_path is not None
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        return self.record_path.open("a", encoding="utf-8", buffering=1)
-
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -288,56 +216,6 @@ class LiveEmulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ---- recording and waiting -------------------------------------------------------------------
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    def _record(self, conn: int, kind: str, data: Any, payload: bytes = b"") -> Frame:
-        f = Frame(conn, time.monotonic(), kind, data, payload)
-        self.frames.append(f)
-        if self._record_file is not None:
-            try:
-                self._record_file.write(json.dumps({"conn": conn, "t": f.t, "kind": kind, "data": data},
-                                                   default=str) + "\n")
-            except OSError as exc:
-                log.warning("cannot write the record file: %s", exc)
-        self._notify()
-        return f
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("emulator: condition not met in time")
-            assert self._changed is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.1))
-
-    def sent_of(self, kind: str, conn: int | None = None) -> list[Frame]:
-        return [f for f in self.sent if f.kind == kind and (conn is None or f.conn == conn)]
-
-    def frames_of(self, kind: str, conn: int | None = None) -> list[Frame]:
-        return [f for f in self.frames if f.kind == kind and (conn is None or f.conn == conn)]
-
-    async def wait_frames(self, kind: str, n: int = 1, conn: int | None = None,
-                          timeout: float = 10.0) -> list[Frame]:  # noqa: ASYNC109
-        def have() -> list[Frame] | None:
-            fs = self.frames_of(kind, conn)
-            return fs if len(fs) >= n else None
-
-        return await self.wait_for(have, timeout)
-
-    async def wait_connections(self, n: int, timeout: float = 10.0) -> list[ConnRecord]:  # noqa: ASYNC109
-        return await self.wait_for(
-            lambda: [c for c in self.connections if c.setup is not None]
-            if sum(c.setup is not None for c in self.connections) >= n else None, timeout)
-
     # ---- controls ----------------------------------------------------------------------------------
     def arm(self, **faults: Any) -> None:
         """Faults for the next connection: no_setup_complete, reject_resume, setup_delay, close_on_setup."""
@@ -347,7 +225,7 @@ class LiveEmulator:
             raise ValueError(f"unknown fault(s) {sorted(bad)}; known: {sorted(known)}")
         self._faults.update(faults)
 
-    def current(self, conn: int | None = None) -> _Conn | None:
+    def current(self, conn: int | None = None) -> Conn | None:
         if conn is not None:
             return self._live.get(conn)
         live = [c for c in self._live.values() if c.open]
@@ -425,41 +303,13 @@ class LiveEmulator:
     def pacing_mode(self) -> str:
         return self.pacing or self.scenario.pacing or "realtime"
 
-    async def _send(self, c: _Conn, message: dict[str, Any] | str, payload: bytes = b"") -> None:
-        text = message if isinstance(message, str) else json.dumps(message)
-        async with c.send_lock:
-            self._note_sent(c, message, payload)
-            await c.ws.send(text)
-
-    _SENT_KINDS = (("toolCall", "tool_call"), ("toolCallCancellation", "tool_call_cancellation"),
-                   ("goAway", "go_away"), ("sessionResumptionUpdate", "resumption_update"),
-                   ("setupComplete", "setup_complete"))
-    _CONTENT_KINDS = (("modelTurn", "audio"), ("inputTranscription", "transcript"),
-                      ("outputTranscription", "transcript"), ("interrupted", "interrupted"),
-                      ("generationComplete", "generation_complete"), ("turnComplete", "turn_complete"))
-
-    def _note_sent(self, c: _Conn, message: dict[str, Any] | str, payload: bytes) -> None:
-        """What was sent, when (the monotonic clock is the machine's: tests compare it with the daemon's)."""
-        if not isinstance(message, dict):
-            return
-        t = time.monotonic()
-        sc = message.get("serverContent") or {}
-        kinds = [k for key, k in self._CONTENT_KINDS if sc.get(key)]
-        kinds += [k for key, k in self._SENT_KINDS if key in message]
-        for kind in kinds:
-            audio = kind == "audio"
-            self.sent.append(Frame(c.rec.n, t, kind, {"bytes": len(payload)} if audio else message,
-                                   payload if audio else b""))
-        if kinds:
-            self._notify()
-
     def _issue_handle(self, session: SimSession) -> str:
         h = secrets.token_urlsafe(24)
         self._handles[h] = session
         self.handles_issued.append(h)
         return h
 
-    async def _send_handle(self, c: _Conn) -> None:
+    async def _send_handle(self, c: Conn) -> None:
         assert c.session is not None
         await self._send(c, {"sessionResumptionUpdate": {"newHandle": self._issue_handle(c.session),
                                                          "resumable": True}})
@@ -467,7 +317,7 @@ class LiveEmulator:
     async def _handler(self, ws: ServerConnection) -> None:
         n = next(self._counter)
         rec = ConnRecord(n=n, path=ws.request.path if ws.request else "", t_open=time.monotonic())
-        c = _Conn(ws, rec)
+        c = Conn(ws, rec)
         self.connections.append(rec)
         self._live[n] = c
         faults, self._faults = self._faults, {}
@@ -495,11 +345,11 @@ class LiveEmulator:
             self._live.pop(n, None)
             self._notify()
 
-    async def _reject(self, c: _Conn, code: int, reason: str) -> None:
+    async def _reject(self, c: Conn, code: int, reason: str) -> None:
         c.rec.closed_by = "server"
         await c.ws.close(code, close_reason(reason))
 
-    async def _serve(self, c: _Conn, faults: dict[str, Any]) -> None:
+    async def _serve(self, c: Conn, faults: dict[str, Any]) -> None:
         rec = c.rec
         raw = await c.ws.recv()
         try:
@@ -567,7 +417,7 @@ class LiveEmulator:
         async for raw in c.ws:
             await self._on_message(c, raw)
 
-    async def _on_message(self, c: _Conn, raw: str | bytes) -> None:
+    async def _on_message(self, c: Conn, raw: str | bytes) -> None:
         n = c.rec.n
         try:
             msg = json.loads(raw)
@@ -603,7 +453,7 @@ class LiveEmulator:
         else:
             self._record(n, "unknown", msg)
 
-    async def _on_realtime(self, c: _Conn, rt: dict[str, Any]) -> None:
+    async def _on_realtime(self, c: Conn, rt: dict[str, Any]) -> None:
         n = c.rec.n
         if field_of(rt, "activity_start", "activityStart") is not None:
             self._record(n, "activity_start", rt)
@@ -643,7 +493,7 @@ class LiveEmulator:
             c.in_turn = False
             await self._end_turn(c)
 
-    async def _end_turn(self, c: _Conn) -> None:
+    async def _end_turn(self, c: Conn) -> None:
         if c.reply is not None and not c.reply.done():
             await self._interrupt(c)
         assert c.session is not None
@@ -652,10 +502,10 @@ class LiveEmulator:
         c.rec.turns += 1
         self.turns_received += 1
         c.video_since_reply = 0
-        c.reply = self._spawn(c, self._reply(c, steps))
+        c.reply = c.spawn(self._reply(c, steps))
         self._notify()
 
-    async def _scheduled(self, c: _Conn, then: tuple[Step, ...], scheduling: str) -> None:
+    async def _scheduled(self, c: Conn, then: tuple[Step, ...], scheduling: str) -> None:
         """A NON_BLOCKING call's response arrived: its follow-up reply per FunctionResponseScheduling."""
         if scheduling == "SILENT" or not then:
             return  # only added to the context
@@ -666,15 +516,9 @@ class LiveEmulator:
         if busy:
             c.when_idle.append(then)
         else:
-            c.reply = self._spawn(c, self._reply(c, then))
+            c.reply = c.spawn(self._reply(c, then))
 
-    def _spawn(self, c: _Conn, coro: Any) -> asyncio.Task[Any]:
-        t = asyncio.get_running_loop().create_task(coro)
-        c.tasks.add(t)
-        t.add_done_callback(c.tasks.discard)
-        return t
-
-    async def _interrupt(self, c: _Conn) -> None:
+    async def _interrupt(self, c: Conn) -> None:
         if c.reply is not None and not c.reply.done():
             c.reply.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -683,7 +527,7 @@ class LiveEmulator:
             await self._send(c, {"serverContent": {"interrupted": True}})
             await self._send(c, {"serverContent": {"turnComplete": True}})
 
-    async def _goaway(self, c: _Conn, time_left: float) -> None:
+    async def _goaway(self, c: Conn, time_left: float) -> None:
         await self._send(c, {"goAway": {"timeLeft": f"{time_left:g}s"}})
 
         async def deadline() -> None:
@@ -692,9 +536,9 @@ class LiveEmulator:
                 c.rec.closed_by = "server"
                 await c.ws.close(1011, "GoAway deadline passed")
 
-        self._spawn(c, deadline())
+        c.spawn(deadline())
 
-    async def _send_audio(self, c: _Conn, pcm: bytes) -> None:
+    async def _send_audio(self, c: Conn, pcm: bytes) -> None:
         step = 24000 * 2 * CHUNK_MS // 1000
         start = time.monotonic()
         mode = self.pacing_mode()
@@ -718,7 +562,7 @@ class LiveEmulator:
             if delay > 0:
                 await asyncio.sleep(delay)
 
-    async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
+    async def _reply(self, c: Conn, steps: tuple[Step, ...]) -> None:
         c.reply_audio_out = 0
         try:
             for s in steps:
@@ -736,12 +580,12 @@ class LiveEmulator:
         except ConnectionClosed:
             pass
 
-    def _next_when_idle(self, c: _Conn) -> None:
+    def _next_when_idle(self, c: Conn) -> None:
         if c.when_idle and c.open:
             then = c.when_idle.popleft()
-            c.reply = self._spawn(c, self._reply(c, then))
+            c.reply = c.spawn(self._reply(c, then))
 
-    async def _step(self, c: _Conn, s: Step) -> bool:
+    async def _step(self, c: Conn, s: Step) -> bool:
         """Run one step; False when the connection ended."""
         a = s.args
         if s.kind == "say":
@@ -765,7 +609,7 @@ class LiveEmulator:
                     c.follow_ups.pop(next(iter(c.follow_ups)))
             await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"], "args": args}]}})
             if behavior == "NON_BLOCKING":  # the reply goes on; the response is awaited on the side
-                self._spawn(c, self._await_response(c, call_id, a["name"], fut, a["timeout"]))
+                c.spawn(self._await_response(c, call_id, a["name"], fut, a["timeout"]))
             else:
                 await self._await_response(c, call_id, a["name"], fut, a["timeout"])
         elif s.kind == "await_video":
@@ -794,7 +638,7 @@ class LiveEmulator:
                                                              "resumable": a["resumable"]}})
         return c.open
 
-    async def _await_response(self, c: _Conn, call_id: str, name: str, fut: asyncio.Future[dict[str, Any]],
+    async def _await_response(self, c: Conn, call_id: str, name: str, fut: asyncio.Future[dict[str, Any]],
                               timeout: float) -> None:  # noqa: ASYNC109
         try:
             await asyncio.wait_for(fut, timeout)
