@@ -41,12 +41,9 @@ functions declared with ``parameters_json_schema`` on 2.5 native audio are calle
 ``GET /{version}/models`` and ``/{version}/models/NAME`` answer as the Gemini API's models endpoint
 (:mod:`edged.sim.models_api`), so ``client.aio.models.list()/get()`` work against the emulator.
 
-Tool calls follow the declared ``behavior`` (else the model's default; undeclared functions: the step's
-``behavior``, default BLOCKING).  BLOCKING: the reply waits for the response.  NON_BLOCKING: the reply
-goes on at once; when the response comes, its ``scheduling`` (default WHEN_IDLE) decides what happens
-to the step's ``then`` steps (a follow-up reply): SILENT none, WHEN_IDLE after the current reply,
-INTERRUPT at once, interrupting it (the FunctionResponseScheduling definitions in google-genai's
-types.py; ai.google.dev/gemini-api/docs/models/gemini-3.8-live: async by default).
+Tool calls (:mod:`edged.sim.tool_calls`, which cites the scheduling definitions) follow the declared
+``behavior``: BLOCKING calls hold the reply until the response; NON_BLOCKING ones let it go on, and the
+response's ``scheduling`` decides when the step's ``then`` steps play.
 
 Replies (:mod:`edged.sim.replies`, which cites how the service paces its audio): the scenario's steps,
 the reply audio paced ``realtime`` (``speed`` times real time), ``instant``, or ``google`` (bursts faster
@@ -81,14 +78,14 @@ from websockets.asyncio.server import serve
 
 from ..live.profiles import bare, live_models
 from ..live.wslog import ws_logger
-from . import rules
 from .certs import ensure_certs
 from .connection import Connections
 from .journal import MAX_FRAMES, MAX_SENT, Journal
 from .records import Conn, ConnRecord, Frame, SimSession
 from .replies import Replies
 from .rules import field_of
-from .scenario import PACINGS, Scenario, Step
+from .scenario import PACINGS, Scenario
+from .tool_calls import ToolCalls
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +101,7 @@ def _b64(data: Any) -> bytes:
         return b""
 
 
-class LiveEmulator(Connections, Replies, Journal):
+class LiveEmulator(Connections, ToolCalls, Replies, Journal):
     def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
                  record: str | Path | None = None, models: list[str] | None = None,
@@ -255,21 +252,7 @@ class LiveEmulator(Connections, Replies, Journal):
             if field_of(cc, "turn_complete", "turnComplete"):
                 await self._end_turn(c)
         elif isinstance(tr, dict):
-            responses = field_of(tr, "function_responses", "functionResponses") or []
-            self._record(n, "tool_response", tr)
-            refusal = rules.check_tool_response(tr, c.profile)  # R5
-            if refusal is not None:
-                c.rec.refused = refusal
-                self._notify()
-                return await self._reject(c, *refusal)
-            for r in responses if isinstance(responses, list) else []:
-                c.rec.tool_responses.append(r)
-                cid = str(field_of(r, "id"))
-                fut = c.tool_waits.pop(cid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(r)
-                if cid in c.follow_ups:
-                    await self._scheduled(c, c.follow_ups.pop(cid), str(field_of(r, "scheduling") or "WHEN_IDLE"))
+            await self._on_tool_response(c, tr)
         else:
             self._record(n, "unknown", msg)
 
@@ -324,27 +307,6 @@ class LiveEmulator(Connections, Replies, Journal):
         c.video_since_reply = 0
         c.reply = c.spawn(self._reply(c, steps))
         self._notify()
-
-    async def _scheduled(self, c: Conn, then: tuple[Step, ...], scheduling: str) -> None:
-        """A NON_BLOCKING call's response arrived: its follow-up reply per FunctionResponseScheduling."""
-        if scheduling == "SILENT" or not then:
-            return  # only added to the context
-        busy = c.reply is not None and not c.reply.done()
-        if scheduling == "INTERRUPT" and busy:
-            await self._interrupt(c)
-            busy = False
-        if busy:
-            c.when_idle.append(then)
-        else:
-            c.reply = c.spawn(self._reply(c, then))
-
-    async def _await_response(self, c: Conn, call_id: str, name: str, fut: asyncio.Future[dict[str, Any]],
-                              timeout: float) -> None:  # noqa: ASYNC109
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            c.tool_waits.pop(call_id, None)
-            c.rec.violations.append(f"no toolResponse for {call_id} ({name})")
 
 
 class LiveEmulatorThread:

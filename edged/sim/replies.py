@@ -17,14 +17,12 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from . import rules, speech
-from .records import FOLLOW_UPS_MAX, Conn
+from . import speech
+from .records import Conn
 from .scenario import Scenario, Step
 
 CHUNK_MS = 40
@@ -46,7 +44,6 @@ class Replies:
     pacing: str | None
     speed: float
     cert_dir: Path | None
-    _calls: Iterator[int]
 
     def pacing_mode(self) -> str:
         return self.pacing or self.scenario.pacing or "realtime"
@@ -110,21 +107,7 @@ class Replies:
             key = "inputTranscription" if s.kind == "input_transcript" else "outputTranscription"
             await self._send(c, {"serverContent": {key: {"text": a["text"]}}})
         elif s.kind == "tool_call":
-            call_id = f"call-{next(self._calls)}"
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            c.tool_waits[call_id] = fut
-            args = {} if a["name"] in c.empty_args else a["args"]  # R6
-            behavior = rules.declared_behavior(c.setup, a["name"], c.profile) or a.get("behavior") or "BLOCKING"
-            c.rec.tool_calls.append({"id": call_id, "name": a["name"], "args": args, "behavior": behavior})
-            if behavior == "NON_BLOCKING":
-                c.follow_ups[call_id] = tuple(a.get("then", ()))
-                while len(c.follow_ups) > FOLLOW_UPS_MAX:
-                    c.follow_ups.pop(next(iter(c.follow_ups)))
-            await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"], "args": args}]}})
-            if behavior == "NON_BLOCKING":  # the reply goes on; the response is awaited on the side
-                c.spawn(self._await_response(c, call_id, a["name"], fut, a["timeout"]))
-            else:
-                await self._await_response(c, call_id, a["name"], fut, a["timeout"])
+            await self._call_tool(c, a)
         elif s.kind == "await_video":
             with contextlib.suppress(TimeoutError):
                 await self.wait_for(lambda: c.video_since_reply >= a["frames"], a["timeout"])
