@@ -41,31 +41,32 @@ functions declared with ``parameters_json_schema`` on 2.5 native audio are calle
 ``GET /{version}/models`` and ``/{version}/models/NAME`` answer as the Gemini API's models endpoint
 (:mod:`edged.sim.models_api`), so ``client.aio.models.list()/get()`` work against the emulator.
 
-Tool calls (:mod:`edged.sim.tool_calls`, which cites the scheduling definitions) follow the declared
-``behavior``: BLOCKING calls hold the reply until the response; NON_BLOCKING ones let it go on, and the
-response's ``scheduling`` decides when the step's ``then`` steps play.
+The emulator is this module's ``LiveEmulator`` (its state, start and stop, the controls) made of parts,
+one module each, every rule cited where it is kept:
 
-Replies (:mod:`edged.sim.replies`, which cites how the service paces its audio): the scenario's steps,
-the reply audio paced ``realtime`` (``speed`` times real time), ``instant``, or ``google`` (bursts faster
-than real time); chosen by ``pacing=`` (the CLI's ``--pacing``), else the scenario's ``pacing``, else
-``realtime``.
+    records     ``Frame``, ``ConnRecord``, ``SimSession``, and ``Conn``: an open connection's state
+    journal     ``Journal``: the frames received and sent, the record file, the waits, ``_send``
+    connection  ``Connections``: the handshake (path, key, models endpoint), the setup and its rules,
+                session resumption, GoAway and the close, with the choices Google does not publish
+    turns       ``Turns``: the client's messages; manual activity detection is enforced (breaches are
+                the connection's ``violations``); barge-in: activityStart or a new text turn during a
+                reply interrupts it
+    tool_calls  ``ToolCalls``: calls by their declared ``behavior``; BLOCKING ones hold the reply until
+                the response, NON_BLOCKING ones let it go on and the response's ``scheduling`` decides
+                when the step's ``then`` steps play
+    replies     ``Replies``: the scenario's steps, the end of a reply, its interruption, and the reply
+                audio paced ``realtime`` (``speed`` times real time), ``instant``, or ``google`` (bursts
+                faster than real time, as the service sends them); chosen by ``pacing=`` (the CLI's
+                ``--pacing``), else the scenario's ``pacing``, else ``realtime``
 
-Connections (:mod:`edged.sim.connection`, which documents its choices): the handshake, the setup,
-session resumption, GoAway and the close.
-Manual activity detection is enforced: a setup without
-``realtimeInputConfig.automatic_activity_detection.disabled = true`` and audio outside
-activityStart..activityEnd are recorded as ``violations`` of the connection.
-Barge-in: activityStart (or a new text turn) during a reply stops it and sends ``interrupted``
-then ``turnComplete``.  ``LiveEmulatorThread`` runs one in a background thread for synchronous code.
+``LiveEmulatorThread`` runs one in a background thread for synchronous code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
-import json
 import logging
 import ssl
 import threading
@@ -83,25 +84,16 @@ from .connection import Connections
 from .journal import MAX_FRAMES, MAX_SENT, Journal
 from .records import Conn, ConnRecord, Frame, SimSession
 from .replies import Replies
-from .rules import field_of
 from .scenario import PACINGS, Scenario
 from .tool_calls import ToolCalls
+from .turns import Turns
+
+__all__ = ["ConnRecord", "Frame", "LiveEmulator", "LiveEmulatorThread", "SimSession"]
 
 log = logging.getLogger(__name__)
 
 
-
-def _b64(data: Any) -> bytes:
-    if not isinstance(data, str):
-        return b""
-    s = data.replace("+", "-").replace("/", "_").rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-    except ValueError:
-        return b""
-
-
-class LiveEmulator(Connections, ToolCalls, Replies, Journal):
+class LiveEmulator(Connections, Turns, ToolCalls, Replies, Journal):
     def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
                  record: str | Path | None = None, models: list[str] | None = None,
@@ -233,80 +225,6 @@ class LiveEmulator(Connections, ToolCalls, Replies, Journal):
         c = self.current(conn)
         if c is not None:
             await self._send(c, message)
-
-    async def _on_message(self, c: Conn, raw: str | bytes) -> None:
-        n = c.rec.n
-        try:
-            msg = json.loads(raw)
-        except (ValueError, TypeError):
-            self._record(n, "malformed", raw if isinstance(raw, str) else repr(raw))
-            c.rec.violations.append("a client frame is not JSON")
-            return
-        rt = field_of(msg, "realtime_input", "realtimeInput")
-        cc = field_of(msg, "client_content", "clientContent")
-        tr = field_of(msg, "tool_response", "toolResponse")
-        if isinstance(rt, dict):
-            await self._on_realtime(c, rt)
-        elif isinstance(cc, dict):
-            self._record(n, "client_content", cc)
-            if field_of(cc, "turn_complete", "turnComplete"):
-                await self._end_turn(c)
-        elif isinstance(tr, dict):
-            await self._on_tool_response(c, tr)
-        else:
-            self._record(n, "unknown", msg)
-
-    async def _on_realtime(self, c: Conn, rt: dict[str, Any]) -> None:
-        n = c.rec.n
-        if field_of(rt, "activity_start", "activityStart") is not None:
-            self._record(n, "activity_start", rt)
-            if c.in_turn:
-                c.rec.violations.append("activityStart while a turn is open")
-            if c.reply is not None and not c.reply.done():
-                await self._interrupt(c)  # barge-in
-            c.in_turn = True
-            c.turn_audio_in = 0
-        blobs = []
-        for key, kind in (("audio", "audio"), ("video", "video")):
-            b = field_of(rt, key)
-            if isinstance(b, dict):
-                blobs.append((kind, b))
-        for b in field_of(rt, "media_chunks", "mediaChunks") or []:
-            mime = str(field_of(b, "mime_type", "mimeType") or "")
-            blobs.append(("video" if mime.startswith("image/") else "audio", b))
-        for kind, b in blobs:
-            payload = _b64(field_of(b, "data"))
-            self._record(n, kind, {"mime_type": field_of(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
-            if kind == "audio":
-                c.turn_audio_in += len(payload)
-            if kind == "audio" and not c.in_turn:
-                c.rec.violations.append("audio outside activityStart..activityEnd")
-            if kind == "video":
-                c.video_since_reply += 1
-                self._notify()
-        text = field_of(rt, "text")
-        if isinstance(text, str):
-            self._record(n, "text", {"text": text})
-        if field_of(rt, "audio_stream_end", "audioStreamEnd") is not None:
-            self._record(n, "audio_stream_end", rt)
-        if field_of(rt, "activity_end", "activityEnd") is not None:
-            self._record(n, "activity_end", rt)
-            if not c.in_turn:
-                c.rec.violations.append("activityEnd without activityStart")
-            c.in_turn = False
-            await self._end_turn(c)
-
-    async def _end_turn(self, c: Conn) -> None:
-        if c.reply is not None and not c.reply.done():
-            await self._interrupt(c)
-        assert c.session is not None
-        steps = self.scenario.reply(c.session.turns)
-        c.session.turns += 1
-        c.rec.turns += 1
-        self.turns_received += 1
-        c.video_since_reply = 0
-        c.reply = c.spawn(self._reply(c, steps))
-        self._notify()
 
 
 class LiveEmulatorThread:
