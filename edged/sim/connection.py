@@ -205,6 +205,7 @@ class Connections:
         assert c.session is not None
         await self._send(c, {"sessionResumptionUpdate": {"newHandle": self._issue_handle(c.session),
                                                          "resumable": True}})
+
     async def _goaway(self, c: Conn, time_left: float) -> None:
         await self._send(c, {"goAway": {"timeLeft": f"{time_left:g}s"}})
 

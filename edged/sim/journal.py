@@ -113,4 +113,3 @@ class Journal:
                                    payload if audio else b""))
         if kinds:
             self._notify()
-
