@@ -45,7 +45,7 @@ The emulator is this module's ``LiveEmulator`` (its state, start and stop, the c
 one module each, every rule cited where it is kept:
 
     records     ``Frame``, ``ConnRecord``, ``SimSession``, and ``Conn``: an open connection's state
-    journal     ``Journal``: the frames received and sent, the record file, the waits, ``_send``
+    recording   ``Recording``: the frames received and sent, the record file, the waits, ``_send``
     connection  ``Connections``: the handshake (path, key, models endpoint), the setup and its rules,
                 session resumption, GoAway and the close, with the choices Google does not publish
     turns       ``Turns``: the client's messages; manual activity detection is enforced (breaches are
@@ -81,7 +81,7 @@ from ..live.profiles import bare, live_models
 from ..live.wslog import ws_logger
 from .certs import ensure_certs
 from .connection import Connections
-from .journal import MAX_FRAMES, MAX_SENT, Journal
+from .recording import MAX_FRAMES, MAX_SENT, Recording
 from .records import Conn, ConnRecord, Frame, SimSession
 from .replies import Replies
 from .scenario import PACINGS, Scenario
@@ -93,7 +93,7 @@ __all__ = ["ConnRecord", "Frame", "LiveEmulator", "LiveEmulatorThread", "SimSess
 log = logging.getLogger(__name__)
 
 
-class LiveEmulator(Connections, Turns, ToolCalls, Replies, Journal):
+class LiveEmulator(Connections, Turns, ToolCalls, Replies, Recording):
     def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
                  record: str | Path | None = None, models: list[str] | None = None,

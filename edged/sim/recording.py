@@ -1,7 +1,7 @@
-"""The emulator's journal: every frame received (``frames``, and the ``record`` file) and sent
+"""The emulator's recording: every frame received (``frames``, and the ``record`` file) and sent
 (``sent``), each stamped with the monotonic clock; the waits on them; and the one way out, ``_send``.
 
-:class:`Journal` is a part of :class:`edged.sim.live_server.LiveEmulator`, which makes the state below.
+:class:`Recording` is a part of :class:`edged.sim.live_server.LiveEmulator`, which makes the state below.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_FRAMES = 50_000
 MAX_SENT = 20_000  # sent messages kept (audio chunks of 40 ms: 13 minutes of reply audio at most)
 
 
-class Journal:
+class Recording:
     frames: deque[Frame]
     sent: deque[Frame]
     connections: list[ConnRecord]
