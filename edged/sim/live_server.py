@@ -41,167 +41,59 @@ functions declared with ``parameters_json_schema`` on 2.5 native audio are calle
 ``GET /{version}/models`` and ``/{version}/models/NAME`` answer as the Gemini API's models endpoint
 (:mod:`edged.sim.models_api`), so ``client.aio.models.list()/get()`` work against the emulator.
 
-Tool calls follow the declared ``behavior`` (else the model's default; undeclared functions: the step's
-``behavior``, default BLOCKING).  BLOCKING: the reply waits for the response.  NON_BLOCKING: the reply
-goes on at once; when the response comes, its ``scheduling`` (default WHEN_IDLE) decides what happens
-to the step's ``then`` steps (a follow-up reply): SILENT none, WHEN_IDLE after the current reply,
-INTERRUPT at once, interrupting it (the FunctionResponseScheduling definitions in google-genai's
-types.py; ai.google.dev/gemini-api/docs/models/gemini-3.8-live: async by default).
+The emulator is this module's ``LiveEmulator`` (its state, start and stop, the controls) made of parts,
+one module each, every rule cited where it is kept:
 
-Pacing of reply audio: ``realtime`` (``speed`` times real time), ``instant``, or ``google``: bursts of
-``GOOGLE_BURST_S`` of audio sent back to back, ``GOOGLE_RATE`` times faster than real time on average,
-as the service sends them (livekit/agents#3604 "sends audio in bursts"; torkiv-labs/txtCaster#209: a
-25-35 s reply delivered in 8.1 s; umeranjum17/muxr#163 "multi-second PCM bursts faster than" playback).
-Chosen by ``pacing=`` (the CLI's ``--pacing``), else the scenario's ``pacing``, else ``realtime``.
+    records     ``Frame``, ``ConnRecord``, ``SimSession``, and ``Conn``: an open connection's state
+    recording   ``Recording``: the frames received and sent, the record file, the waits, ``_send``
+    connection  ``Connections``: the handshake (path, key, models endpoint), the setup and its rules,
+                session resumption, GoAway and the close, with the choices Google does not publish
+    turns       ``Turns``: the client's messages; manual activity detection is enforced (breaches are
+                the connection's ``violations``); barge-in: activityStart or a new text turn during a
+                reply interrupts it
+    tool_calls  ``ToolCalls``: calls by their declared ``behavior``; BLOCKING ones hold the reply until
+                the response, NON_BLOCKING ones let it go on and the response's ``scheduling`` decides
+                when the step's ``then`` steps play
+    replies     ``Replies``: the scenario's steps, the end of a reply, its interruption, and the reply
+                audio paced ``realtime`` (``speed`` times real time), ``instant``, or ``google`` (bursts
+                faster than real time, as the service sends them); chosen by ``pacing=`` (the CLI's
+                ``--pacing``), else the scenario's ``pacing``, else ``realtime``
 
-Choices (documented, since Google does not publish them): an unknown or refused resumption handle
-closes the socket with 1008 "resumption handle is invalid"; a resume while the session's previous
-socket is still open closes with 1008 "session is still in use by another connection"; a missed
-GoAway deadline closes with 1011.  A wrong key gets HTTP 403 at the handshake; the key is never logged.
-Manual activity detection is enforced: a setup without
-``realtimeInputConfig.automatic_activity_detection.disabled = true`` and audio outside
-activityStart..activityEnd are recorded as ``violations`` of the connection.
-Barge-in: activityStart (or a new text turn) during a reply stops it and sends ``interrupted``
-then ``turnComplete``.  ``LiveEmulatorThread`` runs one in a background thread for synchronous code.
+``LiveEmulatorThread`` runs one in a background thread for synchronous code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
-import json
 import logging
-import secrets
 import ssl
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Response
-from websockets.protocol import State
+from websockets.asyncio.server import serve
 
-from ..live.profiles import Profile, bare, live_models, lookup
+from ..live.profiles import bare, live_models
 from ..live.wslog import ws_logger
-from . import models_api, rules, speech
 from .certs import ensure_certs
-from .rules import field_of
-from .scenario import PACINGS, Scenario, Step
+from .connection import Connections
+from .recording import MAX_FRAMES, MAX_SENT, Recording
+from .records import Conn, ConnRecord, Frame, SimSession
+from .replies import Replies
+from .scenario import PACINGS, Scenario
+from .tool_calls import ToolCalls
+from .turns import Turns
+
+__all__ = ["ConnRecord", "Frame", "LiveEmulator", "LiveEmulatorThread", "SimSession"]
 
 log = logging.getLogger(__name__)
 
-PATH_PREFIX = "/ws/google.ai.generativelanguage."
-PATH_SUFFIX = ".GenerativeService.BidiGenerateContent"
-API_VERSIONS = ("v1", "v1beta", "v1alpha")
-CHUNK_MS = 40
-MAX_FRAMES = 50_000
-MAX_SENT = 20_000  # sent messages kept (audio chunks of 40 ms: 13 minutes of reply audio at most)
-INVALID_HANDLE = "resumption handle is invalid"
-GOOGLE_BURST_S = 1.0  # audio per burst in pacing "google"
-GOOGLE_RATE = 3.0  # average delivery rate in pacing "google", times real time (txtCaster#209: 3-4x)
-FOLLOW_UPS_MAX = 8
 
-
-@dataclass
-class Frame:
-    conn: int
-    t: float  # time.monotonic()
-    kind: str
-    data: Any  # the (sub)message as received
-    payload: bytes = b""  # decoded audio / video bytes
-
-
-@dataclass
-class ConnRecord:
-    n: int
-    path: str
-    t_open: float
-    setup: dict[str, Any] | None = None
-    handle: str | None = None  # the resumption handle the client presented
-    resumed: bool = False
-    resume_rejected: bool = False
-    session_id: str | None = None
-    setup_complete_sent: bool = False
-    closed: bool = False
-    t_close: float | None = None
-    close_code: int | None = None
-    close_reason: str = ""
-    closed_by: str = ""  # "client" | "server" | "drop"
-    violations: list[str] = field(default_factory=list)
-    tool_responses: list[dict[str, Any]] = field(default_factory=list)
-    turns: int = 0
-    model: str = ""  # the setup's model, without "models/"
-    refused: tuple[int, str] | None = None  # (close code, reason) when a rule refused the setup or a message
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # every call sent: id, name, args, behavior
-
-
-@dataclass
-class SimSession:
-    id: str
-    turns: int = 0
-    live: _Conn | None = None
-
-
-def close_reason(reason: str) -> str:
-    """A close reason cut to the 123 bytes a close frame holds (RFC 6455 5.5); Google's are cut too:
-    google/adk-samples#23 shows "... is not supported for bidiGenerateContent. Call ListMod"."""
-    data = reason.encode()
-    return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
-
-
-def _b64(data: Any) -> bytes:
-    if not isinstance(data, str):
-        return b""
-    s = data.replace("+", "-").replace("/", "_").rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-    except ValueError:
-        return b""
-
-
-def _usage(c: _Conn) -> dict[str, int]:
-    """usageMetadata of a turn, counted from its audio. "Gemini represents each second of audio as
-    32 tokens" (ai.google.dev/gemini-api/docs/audio, "Technical details"): 16 kHz S16 input is
-    32,000 bytes a second, 24 kHz S16 output 48,000; a text-only turn counts 0 audio tokens."""
-    prompt = c.turn_audio_in * 32 // 32000
-    response = c.reply_audio_out * 32 // 48000
-    return {"promptTokenCount": prompt, "responseTokenCount": response, "totalTokenCount": prompt + response}
-
-
-class _Conn:
-    def __init__(self, ws: ServerConnection, rec: ConnRecord) -> None:
-        self.ws = ws
-        self.rec = rec
-        self.session: SimSession | None = None
-        self.in_turn = False
-        self.reply: asyncio.Task[None] | None = None
-        self.video_since_reply = 0
-        self.tool_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.send_lock = asyncio.Lock()
-        self.profile: Profile = lookup("")
-        self.setup: dict[str, Any] = {}
-        self.empty_args: set[str] = set()
-        self.follow_ups: dict[str, tuple[Step, ...]] = {}  # NON_BLOCKING call id -> its `then` steps
-        self.when_idle: deque[tuple[Step, ...]] = deque(maxlen=FOLLOW_UPS_MAX)
-        self.turn_audio_in = 0  # bytes of 16 kHz audio received since activityStart (for usageMetadata)
-        self.reply_audio_out = 0  # bytes of 24 kHz audio sent in the current reply
-
-    @property
-    def open(self) -> bool:
-        return self.ws.state is State.OPEN
-
-
-class LiveEmulator:
+class LiveEmulator(Connections, Turns, ToolCalls, Replies, Recording):
     def __init__(self, scenario: Scenario | None = None, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | Path | None = None, api_key: str | None = None, speed: float = 1.0,
                  record: str | Path | None = None, models: list[str] | None = None,
@@ -227,7 +119,7 @@ class LiveEmulator:
         self.turns_received = 0
         self.ca_file: Path | None = None
         self._handles: dict[str, SimSession] = {}
-        self._live: dict[int, _Conn] = {}
+        self._live: dict[int, Conn] = {}
         self._faults: dict[str, Any] = {}
         self._counter = itertools.count(1)
         self._calls = itertools.count(1)
@@ -261,11 +153,6 @@ class LiveEmulator:
         log.info("emulator listening on %s", self.base_url)
         return self
 
-    def _open_record(self) -> Any:
-        assert self.record_path is not None
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        return self.record_path.open("a", encoding="utf-8", buffering=1)
-
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -288,56 +175,6 @@ class LiveEmulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ---- recording and waiting -------------------------------------------------------------------
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    def _record(self, conn: int, kind: str, data: Any, payload: bytes = b"") -> Frame:
-        f = Frame(conn, time.monotonic(), kind, data, payload)
-        self.frames.append(f)
-        if self._record_file is not None:
-            try:
-                self._record_file.write(json.dumps({"conn": conn, "t": f.t, "kind": kind, "data": data},
-                                                   default=str) + "\n")
-            except OSError as exc:
-                log.warning("cannot write the record file: %s", exc)
-        self._notify()
-        return f
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("emulator: condition not met in time")
-            assert self._changed is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.1))
-
-    def sent_of(self, kind: str, conn: int | None = None) -> list[Frame]:
-        return [f for f in self.sent if f.kind == kind and (conn is None or f.conn == conn)]
-
-    def frames_of(self, kind: str, conn: int | None = None) -> list[Frame]:
-        return [f for f in self.frames if f.kind == kind and (conn is None or f.conn == conn)]
-
-    async def wait_frames(self, kind: str, n: int = 1, conn: int | None = None,
-                          timeout: float = 10.0) -> list[Frame]:  # noqa: ASYNC109
-        def have() -> list[Frame] | None:
-            fs = self.frames_of(kind, conn)
-            return fs if len(fs) >= n else None
-
-        return await self.wait_for(have, timeout)
-
-    async def wait_connections(self, n: int, timeout: float = 10.0) -> list[ConnRecord]:  # noqa: ASYNC109
-        return await self.wait_for(
-            lambda: [c for c in self.connections if c.setup is not None]
-            if sum(c.setup is not None for c in self.connections) >= n else None, timeout)
-
     # ---- controls ----------------------------------------------------------------------------------
     def arm(self, **faults: Any) -> None:
         """Faults for the next connection: no_setup_complete, reject_resume, setup_delay, close_on_setup."""
@@ -347,7 +184,7 @@ class LiveEmulator:
             raise ValueError(f"unknown fault(s) {sorted(bad)}; known: {sorted(known)}")
         self._faults.update(faults)
 
-    def current(self, conn: int | None = None) -> _Conn | None:
+    def current(self, conn: int | None = None) -> Conn | None:
         if conn is not None:
             return self._live.get(conn)
         live = [c for c in self._live.values() if c.open]
@@ -388,419 +225,6 @@ class LiveEmulator:
         c = self.current(conn)
         if c is not None:
             await self._send(c, message)
-
-    # ---- the connection ----------------------------------------------------------------------------
-    def _process_request(self, connection: ServerConnection, request: Any) -> Any:
-        path = "/" + request.path.split("?")[0].lstrip("/")
-        version, _, rest = path.lstrip("/").partition("/")
-        if version in API_VERSIONS and (rest == "models" or rest.startswith("models/")):
-            return self._models_request(request, version, rest)
-        ok_path = (path.startswith(PATH_PREFIX) and path.endswith(PATH_SUFFIX)
-                   and path[len(PATH_PREFIX):-len(PATH_SUFFIX)] in API_VERSIONS)
-        if not ok_path:
-            self.handshake_rejections.append((time.monotonic(), 404, "unknown path"))
-            self._notify()
-            return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
-        if self.api_key is not None and request.headers.get("x-goog-api-key") != self.api_key:
-            self.handshake_rejections.append((time.monotonic(), 403, "API key not valid"))
-            log.info("handshake refused: API key not valid")
-            self._notify()
-            return connection.respond(HTTPStatus.FORBIDDEN, "API key not valid. Please pass a valid API key.\n")
-        return None
-
-    def _models_request(self, request: Any, version: str, rest: str) -> Response:
-        if self.api_key is not None and request.headers.get("x-goog-api-key") != self.api_key:
-            self.handshake_rejections.append((time.monotonic(), 403, "API key not valid"))
-            self._notify()
-            status, obj = 403, {"error": {"code": 403, "message": "API key not valid. Please pass a valid API key.",
-                                          "status": "PERMISSION_DENIED"}}
-        else:
-            query = request.path.partition("?")[2]
-            status, obj = models_api.answer(rest, query, version, self.models)
-        code, data = models_api.body(status, obj)
-        headers = Headers([("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(data))),
-                           ("Connection", "close")])
-        return Response(code.value, code.phrase, headers, data)
-
-    def pacing_mode(self) -> str:
-        return self.pacing or self.scenario.pacing or "realtime"
-
-    async def _send(self, c: _Conn, message: dict[str, Any] | str, payload: bytes = b"") -> None:
-        text = message if isinstance(message, str) else json.dumps(message)
-        async with c.send_lock:
-            self._note_sent(c, message, payload)
-            await c.ws.send(text)
-
-    _SENT_KINDS = (("toolCall", "tool_call"), ("toolCallCancellation", "tool_call_cancellation"),
-                   ("goAway", "go_away"), ("sessionResumptionUpdate", "resumption_update"),
-                   ("setupComplete", "setup_complete"))
-    _CONTENT_KINDS = (("modelTurn", "audio"), ("inputTranscription", "transcript"),
-                      ("outputTranscription", "transcript"), ("interrupted", "interrupted"),
-                      ("generationComplete", "generation_complete"), ("turnComplete", "turn_complete"))
-
-    def _note_sent(self, c: _Conn, message: dict[str, Any] | str, payload: bytes) -> None:
-        """What was sent, when (the monotonic clock is the machine's: tests compare it with the daemon's)."""
-        if not isinstance(message, dict):
-            return
-        t = time.monotonic()
-        sc = message.get("serverContent") or {}
-        kinds = [k for key, k in self._CONTENT_KINDS if sc.get(key)]
-        kinds += [k for key, k in self._SENT_KINDS if key in message]
-        for kind in kinds:
-            audio = kind == "audio"
-            self.sent.append(Frame(c.rec.n, t, kind, {"bytes": len(payload)} if audio else message,
-                                   payload if audio else b""))
-        if kinds:
-            self._notify()
-
-    def _issue_handle(self, session: SimSession) -> str:
-        h = secrets.token_urlsafe(24)
-        self._handles[h] = session
-        self.handles_issued.append(h)
-        return h
-
-    async def _send_handle(self, c: _Conn) -> None:
-        assert c.session is not None
-        await self._send(c, {"sessionResumptionUpdate": {"newHandle": self._issue_handle(c.session),
-                                                         "resumable": True}})
-
-    async def _handler(self, ws: ServerConnection) -> None:
-        n = next(self._counter)
-        rec = ConnRecord(n=n, path=ws.request.path if ws.request else "", t_open=time.monotonic())
-        c = _Conn(ws, rec)
-        self.connections.append(rec)
-        self._live[n] = c
-        faults, self._faults = self._faults, {}
-        self._notify()
-        try:
-            await self._serve(c, faults)
-        except ConnectionClosed:
-            pass
-        finally:
-            for t in list(c.tasks):
-                t.cancel()
-            if c.session is not None and c.session.live is c:
-                c.session.live = None
-            rec.closed = True
-            rec.t_close = time.monotonic()
-            if rec.closed_by == "server":
-                close = ws.protocol.close_sent
-            elif rec.closed_by == "drop":
-                close = None
-            else:
-                rec.closed_by = "client" if ws.protocol.close_rcvd is not None else "drop"
-                close = ws.protocol.close_rcvd
-            rec.close_code = close.code if close else 1006
-            rec.close_reason = close.reason if close else ""
-            self._live.pop(n, None)
-            self._notify()
-
-    async def _reject(self, c: _Conn, code: int, reason: str) -> None:
-        c.rec.closed_by = "server"
-        await c.ws.close(code, close_reason(reason))
-
-    async def _serve(self, c: _Conn, faults: dict[str, Any]) -> None:
-        rec = c.rec
-        raw = await c.ws.recv()
-        try:
-            msg = json.loads(raw)
-        except (ValueError, TypeError):
-            msg = None
-        setup = field_of(msg, "setup")
-        if not isinstance(setup, dict):
-            self._record(rec.n, "malformed", raw if isinstance(raw, str) else repr(raw))
-            return await self._reject(c, 1007, "the first message must be setup")
-        rec.setup = setup
-        self._record(rec.n, "setup", setup)
-        aad = field_of(field_of(setup, "realtimeInputConfig", "realtime_input_config"),
-                       "automaticActivityDetection", "automatic_activity_detection")
-        if field_of(aad, "disabled") is not True:
-            rec.violations.append("setup does not disable automatic activity detection")
-        if faults.get("close_on_setup"):
-            code, reason = faults["close_on_setup"]
-            return await self._reject(c, code, reason)
-        model = str(field_of(setup, "model") or "")
-        rec.model = bare(model)
-        version = rec.path.split(PATH_PREFIX, 1)[-1].split(".", 1)[0] if PATH_PREFIX in rec.path else "v1beta"
-        if rec.model not in self.models:  # R1: unknown, retired or not enabled for this key
-            rec.refused = (1008, rules.not_found(model or "models/", version))
-            self._notify()
-            return await self._reject(c, *rec.refused)
-        c.profile = lookup(rec.model)
-        c.setup = setup
-        refusal = rules.check_setup(setup, c.profile)  # R2-R4
-        if refusal is not None:
-            rec.refused = refusal
-            self._notify()
-            return await self._reject(c, *refusal)
-        c.empty_args = rules.json_schema_functions(setup, c.profile)  # R6
-        handle = field_of(field_of(setup, "sessionResumption", "session_resumption"), "handle")
-        if handle:
-            rec.handle = handle
-            session = self._handles.get(handle)
-            if session is None or faults.get("reject_resume"):
-                rec.resume_rejected = True
-                self._notify()
-                return await self._reject(c, 1008, INVALID_HANDLE)
-            if session.live is not None and session.live.open:
-                rec.resume_rejected = True
-                self._notify()
-                return await self._reject(c, 1008, "session is still in use by another connection")
-            rec.resumed = True
-        else:
-            session = SimSession(id=f"sim-{secrets.token_hex(6)}")
-            self.sessions[session.id] = session
-        c.session = session
-        session.live = c
-        rec.session_id = session.id
-        self._notify()
-        if faults.get("no_setup_complete"):
-            async for raw in c.ws:  # never answer: the client must time out
-                self._record(rec.n, "unknown", raw if isinstance(raw, str) else repr(raw))
-            return
-        if faults.get("setup_delay"):
-            await asyncio.sleep(float(faults["setup_delay"]))
-        await self._send(c, {"setupComplete": {"sessionId": session.id}})
-        rec.setup_complete_sent = True
-        self._notify()
-        await self._send_handle(c)
-        async for raw in c.ws:
-            await self._on_message(c, raw)
-
-    async def _on_message(self, c: _Conn, raw: str | bytes) -> None:
-        n = c.rec.n
-        try:
-            msg = json.loads(raw)
-        except (ValueError, TypeError):
-            self._record(n, "malformed", raw if isinstance(raw, str) else repr(raw))
-            c.rec.violations.append("a client frame is not JSON")
-            return
-        rt = field_of(msg, "realtime_input", "realtimeInput")
-        cc = field_of(msg, "client_content", "clientContent")
-        tr = field_of(msg, "tool_response", "toolResponse")
-        if isinstance(rt, dict):
-            await self._on_realtime(c, rt)
-        elif isinstance(cc, dict):
-            self._record(n, "client_content", cc)
-            if field_of(cc, "turn_complete", "turnComplete"):
-                await self._end_turn(c)
-        elif isinstance(tr, dict):
-            responses = field_of(tr, "function_responses", "functionResponses") or []
-            self._record(n, "tool_response", tr)
-            refusal = rules.check_tool_response(tr, c.profile)  # R5
-            if refusal is not None:
-                c.rec.refused = refusal
-                self._notify()
-                return await self._reject(c, *refusal)
-            for r in responses if isinstance(responses, list) else []:
-                c.rec.tool_responses.append(r)
-                cid = str(field_of(r, "id"))
-                fut = c.tool_waits.pop(cid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(r)
-                if cid in c.follow_ups:
-                    await self._scheduled(c, c.follow_ups.pop(cid), str(field_of(r, "scheduling") or "WHEN_IDLE"))
-        else:
-            self._record(n, "unknown", msg)
-
-    async def _on_realtime(self, c: _Conn, rt: dict[str, Any]) -> None:
-        n = c.rec.n
-        if field_of(rt, "activity_start", "activityStart") is not None:
-            self._record(n, "activity_start", rt)
-            if c.in_turn:
-                c.rec.violations.append("activityStart while a turn is open")
-            if c.reply is not None and not c.reply.done():
-                await self._interrupt(c)  # barge-in
-            c.in_turn = True
-            c.turn_audio_in = 0
-        blobs = []
-        for key, kind in (("audio", "audio"), ("video", "video")):
-            b = field_of(rt, key)
-            if isinstance(b, dict):
-                blobs.append((kind, b))
-        for b in field_of(rt, "media_chunks", "mediaChunks") or []:
-            mime = str(field_of(b, "mime_type", "mimeType") or "")
-            blobs.append(("video" if mime.startswith("image/") else "audio", b))
-        for kind, b in blobs:
-            payload = _b64(field_of(b, "data"))
-            self._record(n, kind, {"mime_type": field_of(b, "mime_type", "mimeType"), "bytes": len(payload)}, payload)
-            if kind == "audio":
-                c.turn_audio_in += len(payload)
-            if kind == "audio" and not c.in_turn:
-                c.rec.violations.append("audio outside activityStart..activityEnd")
-            if kind == "video":
-                c.video_since_reply += 1
-                self._notify()
-        text = field_of(rt, "text")
-        if isinstance(text, str):
-            self._record(n, "text", {"text": text})
-        if field_of(rt, "audio_stream_end", "audioStreamEnd") is not None:
-            self._record(n, "audio_stream_end", rt)
-        if field_of(rt, "activity_end", "activityEnd") is not None:
-            self._record(n, "activity_end", rt)
-            if not c.in_turn:
-                c.rec.violations.append("activityEnd without activityStart")
-            c.in_turn = False
-            await self._end_turn(c)
-
-    async def _end_turn(self, c: _Conn) -> None:
-        if c.reply is not None and not c.reply.done():
-            await self._interrupt(c)
-        assert c.session is not None
-        steps = self.scenario.reply(c.session.turns)
-        c.session.turns += 1
-        c.rec.turns += 1
-        self.turns_received += 1
-        c.video_since_reply = 0
-        c.reply = self._spawn(c, self._reply(c, steps))
-        self._notify()
-
-    async def _scheduled(self, c: _Conn, then: tuple[Step, ...], scheduling: str) -> None:
-        """A NON_BLOCKING call's response arrived: its follow-up reply per FunctionResponseScheduling."""
-        if scheduling == "SILENT" or not then:
-            return  # only added to the context
-        busy = c.reply is not None and not c.reply.done()
-        if scheduling == "INTERRUPT" and busy:
-            await self._interrupt(c)
-            busy = False
-        if busy:
-            c.when_idle.append(then)
-        else:
-            c.reply = self._spawn(c, self._reply(c, then))
-
-    def _spawn(self, c: _Conn, coro: Any) -> asyncio.Task[Any]:
-        t = asyncio.get_running_loop().create_task(coro)
-        c.tasks.add(t)
-        t.add_done_callback(c.tasks.discard)
-        return t
-
-    async def _interrupt(self, c: _Conn) -> None:
-        if c.reply is not None and not c.reply.done():
-            c.reply.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await c.reply
-        if c.open:
-            await self._send(c, {"serverContent": {"interrupted": True}})
-            await self._send(c, {"serverContent": {"turnComplete": True}})
-
-    async def _goaway(self, c: _Conn, time_left: float) -> None:
-        await self._send(c, {"goAway": {"timeLeft": f"{time_left:g}s"}})
-
-        async def deadline() -> None:
-            await asyncio.sleep(time_left)
-            if c.open:
-                c.rec.closed_by = "server"
-                await c.ws.close(1011, "GoAway deadline passed")
-
-        self._spawn(c, deadline())
-
-    async def _send_audio(self, c: _Conn, pcm: bytes) -> None:
-        step = 24000 * 2 * CHUNK_MS // 1000
-        start = time.monotonic()
-        mode = self.pacing_mode()
-        speed = self.speed if self.speed > 0 else 0.0
-        for i in range(0, len(pcm), step):
-            chunk = pcm[i:i + step]
-            await self._send(c, {"serverContent": {"modelTurn": {"parts": [{"inlineData": {
-                "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(chunk).decode()}}]}}}, chunk)
-            c.reply_audio_out += len(chunk)
-            if mode == "instant" or speed == 0:
-                continue
-            sent = i + len(chunk)  # bytes of 24 kHz S16 audio sent so far (48000 a second)
-            if mode == "google":  # a burst goes out back to back; the next starts when the average allows
-                burst = int(GOOGLE_BURST_S * 48000)
-                if sent % burst:
-                    continue
-                due = start + (sent // burst) * GOOGLE_BURST_S / (GOOGLE_RATE * speed)
-            else:
-                due = start + sent / 48000 / speed
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-
-    async def _reply(self, c: _Conn, steps: tuple[Step, ...]) -> None:
-        c.reply_audio_out = 0
-        try:
-            for s in steps:
-                if s.kind == "no_answer":
-                    # the model chose not to answer (proactive audio, always on for gemini-3.8-live:
-                    # ai.google.dev/gemini-api/docs/models/gemini-3.8-live): turnComplete, no audio
-                    await self._send(c, {"serverContent": {"turnComplete": True}})
-                    return self._next_when_idle(c)
-                if not await self._step(c, s):
-                    return
-            await self._send(c, {"serverContent": {"generationComplete": True}})
-            await self._send_handle(c)
-            await self._send(c, {"serverContent": {"turnComplete": True}, "usageMetadata": _usage(c)})
-            self._next_when_idle(c)
-        except ConnectionClosed:
-            pass
-
-    def _next_when_idle(self, c: _Conn) -> None:
-        if c.when_idle and c.open:
-            then = c.when_idle.popleft()
-            c.reply = self._spawn(c, self._reply(c, then))
-
-    async def _step(self, c: _Conn, s: Step) -> bool:
-        """Run one step; False when the connection ended."""
-        a = s.args
-        if s.kind == "say":
-            cache = self.cert_dir / "tts" if self.cert_dir else None
-            await self._send_audio(c, await speech.say(a["text"], a.get("voice", "en-us"), cache))
-        elif s.kind == "tone":
-            await self._send_audio(c, speech.tone(a["hz"], a["ms"]))
-        elif s.kind in ("input_transcript", "output_transcript"):
-            key = "inputTranscription" if s.kind == "input_transcript" else "outputTranscription"
-            await self._send(c, {"serverContent": {key: {"text": a["text"]}}})
-        elif s.kind == "tool_call":
-            call_id = f"call-{next(self._calls)}"
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            c.tool_waits[call_id] = fut
-            args = {} if a["name"] in c.empty_args else a["args"]  # R6
-            behavior = rules.declared_behavior(c.setup, a["name"], c.profile) or a.get("behavior") or "BLOCKING"
-            c.rec.tool_calls.append({"id": call_id, "name": a["name"], "args": args, "behavior": behavior})
-            if behavior == "NON_BLOCKING":
-                c.follow_ups[call_id] = tuple(a.get("then", ()))
-                while len(c.follow_ups) > FOLLOW_UPS_MAX:
-                    c.follow_ups.pop(next(iter(c.follow_ups)))
-            await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"], "args": args}]}})
-            if behavior == "NON_BLOCKING":  # the reply goes on; the response is awaited on the side
-                self._spawn(c, self._await_response(c, call_id, a["name"], fut, a["timeout"]))
-            else:
-                await self._await_response(c, call_id, a["name"], fut, a["timeout"])
-        elif s.kind == "await_video":
-            with contextlib.suppress(TimeoutError):
-                await self.wait_for(lambda: c.video_since_reply >= a["frames"], a["timeout"])
-        elif s.kind == "goaway":
-            await self._goaway(c, a["time_left"])
-        elif s.kind == "close":
-            c.rec.closed_by = "server"
-            await c.ws.close(a["code"], a["reason"])
-            return False
-        elif s.kind == "drop":
-            c.rec.closed_by = "drop"
-            c.ws.transport.abort()
-            return False
-        elif s.kind == "malformed":
-            await self._send(c, "this is not JSON {" if a["form"] == "text" else {"bogusKey": {"x": 1}})
-        elif s.kind == "sleep":
-            await asyncio.sleep(a["s"])
-        elif s.kind == "interrupted":
-            await self._send(c, {"serverContent": {"interrupted": True}})
-        elif s.kind == "resumption_update":
-            # resumable false while the model generates or runs tools, with an empty handle
-            # (ai.google.dev/api/live#SessionResumptionUpdate); `new_handle` lets a test send a stale one
-            await self._send(c, {"sessionResumptionUpdate": {"newHandle": a["new_handle"],
-                                                             "resumable": a["resumable"]}})
-        return c.open
-
-    async def _await_response(self, c: _Conn, call_id: str, name: str, fut: asyncio.Future[dict[str, Any]],
-                              timeout: float) -> None:  # noqa: ASYNC109
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            c.tool_waits.pop(call_id, None)
-            c.rec.violations.append(f"no toolResponse for {call_id} ({name})")
 
 
 class LiveEmulatorThread:

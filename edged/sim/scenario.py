@@ -25,7 +25,7 @@ Each step is a table with exactly one key, the step kind:
                        (its declared behavior, else the model's default; ``behavior`` for
                        undeclared functions, default BLOCKING) waits for the toolResponse,
                        NON_BLOCKING goes on at once and plays ``then`` as the response's
-                       scheduling says (see :mod:`edged.sim.live_server`)
+                       scheduling says (see :mod:`edged.sim.tool_calls`)
 ``no_answer``          anything: the model chooses not to answer: ``turnComplete`` only, no audio
 ``resumption_update``  ``{resumable=false, new_handle=""}``: a sessionResumptionUpdate now
 ``await_video``        ``{frames=1, timeout=10}``: wait until that many video frames arrived this turn
