@@ -20,8 +20,8 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, ConfigErrors
-from .live import profiles
+from ..errors import ConfigError, ConfigErrors
+from ..live import profiles
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +488,7 @@ def _canonical_refs(gpio: GpioConfig) -> None:
 def _check_wake_names(names: list[str]) -> list[tuple[str, str]]:
     import difflib
 
-    from .audio.models import BUILTIN, MANIFEST
+    from ..audio.models import BUILTIN, MANIFEST
 
     out: list[tuple[str, str]] = []
     for i, name in enumerate(names):
@@ -510,7 +510,7 @@ def _is_model_path(name: str) -> bool:
 
 def _check_files(cfg: Config) -> list[tuple[str, str]]:
     """What the config names on this machine: custom wake models exist, custom cues are playable WAVs."""
-    from .audio.models import BUILTIN, MANIFEST
+    from ..audio.models import BUILTIN, MANIFEST
 
     out: list[tuple[str, str]] = []
     for i, name in enumerate(cfg.wake.models):
@@ -523,7 +523,7 @@ def _check_files(cfg: Config) -> list[tuple[str, str]]:
             out.append((f"wake.models[{i}]", f"{path}: not readable"))
     files = [(n, getattr(cfg.cues, n).file) for n in CUE_NAMES if getattr(cfg.cues, n).file]
     if files:
-        from .audio.cues import CueFileError, load_wav
+        from ..audio.cues import CueFileError, load_wav
 
         for n, f in files:
             try:
