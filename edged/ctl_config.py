@@ -46,8 +46,7 @@ def validate(file: str | None, *, portable: bool, as_json: bool) -> int:
 
 
 # -- what may never be set over the socket --------------------------------------------------------
-# LOCAL STAND-IN, to be replaced by the security branch's config.check_settable_over_socket
-# (used below as soon as edged.config has it).  Endpoint and secret keys, and the state and
+# The rule's one owner is edged.config.over_socket.  Endpoint and secret keys, and the state and
 # control sections, are changed only by editing the file as root (issue 11).
 def check_settable(key: str, value: Any, file: str) -> None:
     """Raise ConfigError if ``config set`` must refuse this key (or value), whoever asks: the same
