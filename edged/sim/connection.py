@@ -122,7 +122,9 @@ class Connections:
             self._live.pop(n, None)
             self._notify()
 
-    async def _reject(self, c: Conn, code: int, reason: str) -> None:
+    async def _server_close(self, c: Conn, code: int, reason: str) -> None:
+        """The server closes ``c``: every close the emulator makes (a rule broken, a scenario's close
+        step, the close control), its reason cut to what a close frame holds."""
         c.rec.closed_by = "server"
         await c.ws.close(code, close_reason(reason))
 
@@ -136,7 +138,7 @@ class Connections:
         setup = field_of(msg, "setup")
         if not isinstance(setup, dict):
             self._record(rec.n, "malformed", raw if isinstance(raw, str) else repr(raw))
-            return await self._reject(c, 1007, "the first message must be setup")
+            return await self._server_close(c, 1007, "the first message must be setup")
         rec.setup = setup
         self._record(rec.n, "setup", setup)
         aad = field_of(field_of(setup, "realtimeInputConfig", "realtime_input_config"),
@@ -145,21 +147,21 @@ class Connections:
             rec.violations.append("setup does not disable automatic activity detection")
         if faults.get("close_on_setup"):
             code, reason = faults["close_on_setup"]
-            return await self._reject(c, code, reason)
+            return await self._server_close(c, code, reason)
         model = str(field_of(setup, "model") or "")
         rec.model = bare(model)
         version = rec.path.split(PATH_PREFIX, 1)[-1].split(".", 1)[0] if PATH_PREFIX in rec.path else "v1beta"
         if rec.model not in self.models:  # R1: unknown, retired or not enabled for this key
             rec.refused = (1008, rules.not_found(model or "models/", version))
             self._notify()
-            return await self._reject(c, *rec.refused)
+            return await self._server_close(c, *rec.refused)
         c.profile = lookup(rec.model)
         c.setup = setup
         refusal = rules.check_setup(setup, c.profile)  # R2-R4
         if refusal is not None:
             rec.refused = refusal
             self._notify()
-            return await self._reject(c, *refusal)
+            return await self._server_close(c, *refusal)
         c.empty_args = rules.json_schema_functions(setup, c.profile)  # R6
         handle = field_of(field_of(setup, "sessionResumption", "session_resumption"), "handle")
         if handle:
@@ -168,11 +170,11 @@ class Connections:
             if session is None or faults.get("reject_resume"):
                 rec.resume_rejected = True
                 self._notify()
-                return await self._reject(c, 1008, INVALID_HANDLE)
+                return await self._server_close(c, 1008, INVALID_HANDLE)
             if session.live is not None and session.live.open:
                 rec.resume_rejected = True
                 self._notify()
-                return await self._reject(c, 1008, "session is still in use by another connection")
+                return await self._server_close(c, 1008, "session is still in use by another connection")
             rec.resumed = True
         else:
             session = SimSession(id=f"sim-{secrets.token_hex(6)}")

@@ -198,8 +198,7 @@ class LiveEmulator(Connections, Turns, ToolCalls, Replies, Recording):
     async def close(self, code: int = 1000, reason: str = "", conn: int | None = None) -> None:
         c = self.current(conn)
         if c is not None:
-            c.rec.closed_by = "server"
-            await c.ws.close(code, reason)
+            await self._server_close(c, code, reason)
 
     async def drop(self, conn: int | None = None) -> None:
         c = self.current(conn)

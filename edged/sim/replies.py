@@ -114,8 +114,7 @@ class Replies:
         elif s.kind == "goaway":
             await self._goaway(c, a["time_left"])
         elif s.kind == "close":
-            c.rec.closed_by = "server"
-            await c.ws.close(a["code"], a["reason"])
+            await self._server_close(c, a["code"], a["reason"])
             return False
         elif s.kind == "drop":
             c.rec.closed_by = "drop"

@@ -59,7 +59,7 @@ class ToolCalls:
         if refusal is not None:
             c.rec.refused = refusal
             self._notify()
-            return await self._reject(c, *refusal)
+            return await self._server_close(c, *refusal)
         for r in responses if isinstance(responses, list) else []:
             c.rec.tool_responses.append(r)
             cid = str(field_of(r, "id"))

@@ -36,6 +36,19 @@ async def test_server_close_resumes_with_newest_handle(emu, runner, code):
     assert emu.sessions[conns[0].session_id].turns == 2  # the same session continued
 
 
+async def test_a_close_reason_longer_than_a_close_frame_is_cut_as_googles_are(emu, runner):
+    """RFC 6455 5.5: a close frame's reason holds 123 bytes; the close control cuts a longer one
+    (google/adk-samples#23 shows Google's cut mid-word) instead of failing inside websockets."""
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    long = "the session was closed for a reason that takes more words to say than a close frame can hold, " * 2
+    await emu.close(1011, long)
+    await emu.wait_connections(2)
+    await until(lambda: s.status()["reconnects"] == 1, what="reconnected")
+    reason = s.status()["last_close_reason"]
+    assert len(reason.encode()) == 123 and long.startswith(reason)
+
+
 async def test_tcp_drop_1006_resumes(emu, runner):
     s, h = runner.start(live_cfg(emu))
     assert await s.wait_connected(15)
