@@ -44,6 +44,16 @@ def test_requirements_expand_the_all_extra_without_self_references():
     assert len(reqs) == len(set(reqs))
 
 
+def test_the_wheelhouse_holds_edgeds_build_backend():
+    """The guest builds edged offline, in pip's isolated build environment: whatever pyproject's
+    [build-system] requires must be in the wheelhouse (read from pyproject, its one owner)."""
+    out = subprocess.run([sys.executable, str(VM / "host.py"), "requirements", str(ROOT / "pyproject.toml")],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert backend and set(backend) <= set(out)
+    assert "lgpio" in out
+
+
 def test_the_wheelhouse_holds_every_wheel_models_fetch_downloads():
     """The guest has no network: `edged models fetch` in it finds its wheels only in the wheelhouse.
     (The Smart Turn wheel was missing once and the guest's install failed.)"""

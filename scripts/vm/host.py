@@ -20,9 +20,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # Beyond what scripts/install asks pip for: lgpio (on the Pi, aarch64, pyproject's marker installs it;
-# the x86-64 guest adds it), setuptools (edged's build backend: the guest builds edged offline) and
-# the wheels `edged models fetch` takes the models from (model_wheels()).
-EXTRA = ["lgpio", "setuptools>=77"]
+# the x86-64 guest adds it), edged's build backend (build_requirements(): the guest builds edged
+# offline) and the wheels `edged models fetch` takes the models from (model_wheels()).
+EXTRA = ["lgpio"]
 MODELS_PY = HERE.parents[1] / "edged" / "audio" / "models.py"
 
 
@@ -35,6 +35,11 @@ def model_wheels(models_py: Path = MODELS_PY) -> list[tuple[str, str]]:
         return [(pins["PACKAGE"], pins["WHEEL"]), (pins["SMART_PACKAGE"], pins["SMART_WHEEL"])]
     except KeyError as exc:
         raise SystemExit(f"{models_py}: no {exc.args[0]} pin found") from None
+
+
+def build_requirements(pyproject: Path) -> list[str]:
+    """pyproject's [build-system] requires: what pip's isolated build of edged installs first."""
+    return list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["build-system"]["requires"])
 
 
 def requirements(pyproject: Path, extra: str = "all") -> list[str]:
@@ -130,7 +135,7 @@ def report(share: Path, out_json: Path | None, extra: dict[str, Any]) -> int:
     print(f"\nboot {extra.get('boot_s')} s to the runner; in guest / host seconds: set-up "
           f"{t.get('hardware_s')} / {t.get('hardware_host_s')}, install {t.get('install_s')} / "
           f"{t.get('install_host_s')}, scenarios {sum(r['seconds'] for r in rows):.1f} / "
-          f"{sum(host_rows) if len(host_rows) == len(rows) and rows else None}; "
+          f"{round(sum(host_rows), 1) if len(host_rows) == len(rows) and rows else None}; "
           f"whole VM run {extra.get('wall_s')} s (host)")
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", help="whose clock the guest's times are on: host, or guest icount ...")
     args = ap.parse_args(argv)
     if args.cmd == "requirements":
-        print("\n".join(requirements(args.pyproject) + EXTRA))
+        print("\n".join(requirements(args.pyproject) + build_requirements(args.pyproject) + EXTRA))
         return 0
     if args.cmd == "model-wheels":
         print("\n".join(f"{req} {wheel}" for req, wheel in model_wheels()))
