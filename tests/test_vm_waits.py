@@ -119,9 +119,30 @@ def test_the_report_shows_guest_and_host_seconds(tmp_path, capsys):
     from tests.test_vm_bench import host
 
     rows = [{"name": "uninstall", "ok": True, "seconds": 761.5, "host_seconds": 14.2, "detail": "d"}]
-    results = {"scenarios": rows, "timings": {"install_s": 981.4, "install_host_s": 190.5}}
+    results = {"scenarios": rows, "timings": {"install_s": 981.4, "install_host_s": 190.5, "install_steps_host_s": [
+        ["venv/bin/python -m pip install /root/src[all]", 61.5], ["systemctl daemon-reload", 1.2]]}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert host.report(tmp_path, None, {"boot_s": 48.0, "wall_s": 621.3}) == 0
     out = capsys.readouterr().out
     assert "| PASS | 761.5 / 14.2 |" in out
     assert "install 981.4 / 190.5" in out and "scenarios 761.5 / 14.2" in out
+    assert "slowest steps, host seconds: 61.5 venv/bin/python -m pip install /root/src[all]; 1.2 systemctl" in out
+
+
+def test_sh_stamped_prefixes_each_line_with_the_host_seconds_as_it_arrives(host_clock):
+    script = "echo '+ first'; sleep 0.6; echo '+ second' >&2; echo done"
+    r = waits.sh_stamped(["bash", "-c", script], timeout=30, poll=0.05)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert [ln.split("] ", 1)[1] for ln in lines] == ["+ first", "+ second", "done"]
+    steps = waits.step_seconds(r.stdout)
+    assert [name for name, _ in steps] == ["first", "second"]
+    assert 0.4 <= steps[0][1] <= 5 and steps[1][1] < 0.4  # the sleep is in the first step
+
+
+def test_sh_stamped_gives_up_once_both_clocks_pass_and_without_a_host_clock_says_so(monkeypatch):
+    monkeypatch.setattr(waits.HOST, "path", None)
+    r = waits.sh_stamped(["bash", "-c", "echo hi; exit 4"], timeout=30, poll=0.05)
+    assert r.returncode == 4 and r.stdout == "[      ?] hi\n"
+    with pytest.raises(waits.Fail, match="still running after 1 s"):
+        waits.sh_stamped(["sleep", "60"], timeout=1, poll=0.05)

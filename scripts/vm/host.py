@@ -137,6 +137,9 @@ def report(share: Path, out_json: Path | None, extra: dict[str, Any]) -> int:
           f"{t.get('install_host_s')}, scenarios {sum(r['seconds'] for r in rows):.1f} / "
           f"{round(sum(host_rows), 1) if len(host_rows) == len(rows) and rows else None}; "
           f"whole VM run {extra.get('wall_s')} s (host)")
+    slowest = sorted(t.get("install_steps_host_s") or [], key=lambda step: -step[1])[:4]
+    if slowest:
+        print("scripts/install's slowest steps, host seconds: " + "; ".join(f"{sec} {name}" for name, sec in slowest))
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"bench": "vm", **extra, "ok": ok, **results}

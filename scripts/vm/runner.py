@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import breaks  # noqa: E402  (the deliberate faults: --break NAME, see breaks.py)
-from waits import HOST, Fail, HostWatch, join, sh, wait_for  # noqa: E402
+from waits import HOST, Fail, HostWatch, join, sh, sh_stamped, step_seconds, wait_for  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2]
 sys.path.insert(1, str(SRC))  # edged.control_client (standard library only) for status()
@@ -363,11 +363,12 @@ class Bench:
             shutil.rmtree("/opt/edged", ignore_errors=True)
         breaks.before_install(self)
         t = time.monotonic()
-        r = sh([str(SRC / "scripts/install")], timeout=900, check=False)
-        (self.share / "install.log").write_text(r.stdout + r.stderr)
+        r = sh_stamped([str(SRC / "scripts/install")], timeout=900)  # each line with its host time
+        (self.share / "install.log").write_text(r.stdout)
         self.timings["install_s"] = round(time.monotonic() - t, 1)
+        self.timings["install_steps_host_s"] = step_seconds(r.stdout)
         if r.returncode != 0:
-            raise Fail(f"scripts/install exited {r.returncode}: {(r.stderr or r.stdout)[-800:]}")
+            raise Fail(f"scripts/install exited {r.returncode}: {r.stdout[-800:]}")
         # lgpio: on the Pi (aarch64) pyproject's marker installs it; this x86-64 guest adds it (the
         # image's pre-seeded venv has it already)
         if sh(["/opt/edged/venv/bin/python", "-c", "import lgpio"], check=False).returncode != 0:

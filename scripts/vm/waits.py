@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,47 @@ def sh(cmd: str | list[str], *, check: bool = True, timeout: float = 120, user: 
         said = said if isinstance(said, str) else said.decode(errors="replace")
         raise Fail(f"`{shown}` exited {r.returncode}: {said.strip()[-600:]}")
     return r
+
+
+def sh_stamped(cmd: list[str], *, timeout: float, poll: float = 1.0) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` with its stderr in its stdout, each line prefixed as it arrives with the host's
+    seconds since the start (``[   12.3] ...``; ``[      ?]`` without a host clock): where a long
+    step such as scripts/install spends real time.  Fails as sh() does when ``timeout`` has passed on
+    both clocks; does not check the exit status."""
+    deadline, watch, lines = Deadline(timeout), HostWatch(), []
+
+    def stamp(line: str) -> str:
+        took = watch.seconds()
+        return f"[{'?' if took is None else took:>7}] {line}"
+
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+        assert p.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(stamp(ln) for ln in p.stdout), daemon=True)
+        reader.start()
+        while p.poll() is None:
+            try:
+                p.wait(timeout=poll)
+            except subprocess.TimeoutExpired:
+                if deadline.passed():
+                    p.kill()
+                    p.wait()
+                    raise Fail(f"`{' '.join(cmd)}` still running after {timeout:.0f} s ({deadline.describe()})") from None
+        reader.join(10)
+    return subprocess.CompletedProcess(cmd, p.returncode, "".join(lines), "")
+
+
+def step_seconds(stamped: str, marker: str = "+ ") -> list[tuple[str, float]]:
+    """(step, host seconds) for each line of sh_stamped()'s output that starts with ``marker`` (a
+    traced command): the time until the next stamped line."""
+    rows = []
+    for line in stamped.splitlines():
+        head, _, text = line.partition("] ")
+        try:
+            rows.append((float(head.strip("[ ")), text))
+        except ValueError:
+            continue
+    return [(text[len(marker):][:100], round(rows[i + 1][0] - t, 1))
+            for i, (t, text) in enumerate(rows[:-1]) if text.startswith(marker)]
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
