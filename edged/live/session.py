@@ -48,9 +48,8 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from google import genai
 from google.genai import errors as genai_errors
@@ -60,6 +59,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ..config import LiveConfig
 from ..secrets import Secret, missing_key
 from .backoff import Backoff
+from .handler import LiveHandler, TurnEnd, safe_call
 from .profiles import DEFAULT_MODEL, lookup
 from .resumption import Handle, HandleStore
 from .wire import (
@@ -75,55 +75,13 @@ from .wire import (
     describe,
 )
 
+__all__ = ["HANDLE_FILE", "RETRY_NOW_MIN_S", "LiveHandler", "LiveSession", "TurnEnd"]
+
 log = logging.getLogger(__name__)
 
 HANDLE_FILE = "live_handle.json"
 RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many seconds
 _REFUSED = ("auth_failed", "model_unavailable", "setup_refused")
-
-
-@dataclass(frozen=True)
-class TurnEnd:
-    """How a generation ended (given to ``handler.on_turn_end`` just before ``on_turn_complete``)."""
-
-    audio_bytes: int  # reply audio (24 kHz PCM) since the user's turn started, or since the last turnComplete
-    tool_calls: int  # tool calls received during this generation
-    pending_tool_calls: tuple[str, ...]  # ids of calls (any generation) still without a response or cancel
-    interrupted: bool  # the server sent `interrupted` during it
-    user_turn: bool  # it answers a turn edged sent (False: the model spoke on its own, e.g. after a tool result)
-
-    @property
-    def no_answer(self) -> bool:
-        """The model chose not to answer: turnComplete, no audio, nothing interrupted, no call running."""
-        return self.audio_bytes == 0 and not self.interrupted and not self.pending_tool_calls
-
-    @property
-    def reason(self) -> str:
-        if self.no_answer:
-            return "no_answer: the model chose not to answer (turnComplete without audio)"
-        if self.audio_bytes == 0 and self.pending_tool_calls:
-            return f"tool_pending: no audio yet, {len(self.pending_tool_calls)} tool call(s) running"
-        if self.interrupted:
-            return "interrupted"
-        return "answered"
-
-
-class LiveHandler(Protocol):
-    """What the session reports, called on the event loop.  Exceptions raised here are logged.
-
-    Optional (called when the handler has it): ``on_turn_end(info: TurnEnd)`` before ``on_turn_complete``.
-    Connection states given to ``on_connection``: connecting, connected, resumed, disconnected, offline,
-    auth_failed, model_unavailable, setup_refused.
-    """
-
-    def on_audio(self, pcm24k: bytes) -> None: ...
-    def on_interrupted(self) -> None: ...
-    def on_generation_complete(self) -> None: ...
-    def on_turn_complete(self) -> None: ...
-    def on_tool_call(self, calls: list[types.FunctionCall]) -> None: ...
-    def on_tool_cancel(self, ids: list[str]) -> None: ...
-    def on_transcript(self, role: str, text: str) -> None: ...
-    def on_connection(self, state: str, detail: str) -> None: ...
 
 
 class _Turn:
@@ -581,7 +539,7 @@ class LiveSession:
         self._stats["last_close_code"], self._stats["last_close_reason"] = code, reason
         self._stats["last_error"] = f"{code} {reason}" if code else reason
         if self._turn is not None and link.reply_audio:
-            self._safe(self.handler.on_interrupted)  # the partial reply is dropped; the turn is replayed
+            safe_call(self.handler.on_interrupted)  # the partial reply is dropped; the turn is replayed
         self._emit("disconnected", f"{code} {reason}" if code else reason)
         if link.messages == 0 and handle is not None and code not in (None, 1000, 1001, 1006):
             if code != 1008 or about_handle(reason):
@@ -650,12 +608,6 @@ class LiveSession:
             link.ended.set()
 
     # ---- receiving ---------------------------------------------------------------------------------
-    def _safe(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("handler %s failed", getattr(fn, "__name__", fn))
-
     async def _reader(self, link: _Link) -> None:
         try:
             while not link.ended.is_set():
@@ -682,7 +634,7 @@ class LiveSession:
                                     "no_answer": info.no_answer, "reason": info.reason}
         fn = getattr(self.handler, "on_turn_end", None)
         if fn is not None:
-            self._safe(fn, info)
+            safe_call(fn, info)
 
     def _maybe_goaway_now(self, link: _Link) -> None:
         if link.goaway_deadline is not None and self._turn is None and not link.ended.is_set():
@@ -698,16 +650,16 @@ class LiveSession:
                     if part.inline_data and part.inline_data.data:
                         link.reply_audio = True
                         link.gen_audio += len(part.inline_data.data)
-                        self._safe(h.on_audio, part.inline_data.data)
+                        safe_call(h.on_audio, part.inline_data.data)
             if sc.input_transcription and sc.input_transcription.text:
-                self._safe(h.on_transcript, "user", sc.input_transcription.text)
+                safe_call(h.on_transcript, "user", sc.input_transcription.text)
             if sc.output_transcription and sc.output_transcription.text:
-                self._safe(h.on_transcript, "model", sc.output_transcription.text)
+                safe_call(h.on_transcript, "model", sc.output_transcription.text)
             if sc.interrupted:
                 link.gen_interrupted = True
-                self._safe(h.on_interrupted)
+                safe_call(h.on_interrupted)
             if sc.generation_complete:
-                self._safe(h.on_generation_complete)
+                safe_call(h.on_generation_complete)
             if sc.turn_complete:
                 t = self._turn
                 user_turn = t is not None and t.ended and t.end_sent
@@ -715,7 +667,7 @@ class LiveSession:
                     self._turn = None
                 self._turn_end(link, user_turn)
                 link.new_generation()
-                self._safe(h.on_turn_complete)
+                safe_call(h.on_turn_complete)
                 self._maybe_goaway_now(link)
         if msg.tool_call and msg.tool_call.function_calls:
             calls = list(msg.tool_call.function_calls)
@@ -726,12 +678,12 @@ class LiveSession:
             while len(self._open_calls) > 64:  # bounded: a model that never sees answers cannot grow it
                 self._open_calls.pop(next(iter(self._open_calls)))
             self._stats["tool_calls_running"] = len(self._open_calls)
-            self._safe(h.on_tool_call, calls)  # also mid-reply: the reply keeps streaming (NON_BLOCKING)
+            safe_call(h.on_tool_call, calls)  # also mid-reply: the reply keeps streaming (NON_BLOCKING)
         if msg.tool_call_cancellation and msg.tool_call_cancellation.ids:
             for cid in msg.tool_call_cancellation.ids:
                 self._open_calls.pop(cid, None)
             self._stats["tool_calls_running"] = len(self._open_calls)
-            self._safe(h.on_tool_cancel, list(msg.tool_call_cancellation.ids))
+            safe_call(h.on_tool_cancel, list(msg.tool_call_cancellation.ids))
         if msg.usage_metadata is not None:
             self._stats["usage"] = msg.usage_metadata.model_dump(exclude_none=True, mode="json")
         upd = msg.session_resumption_update
