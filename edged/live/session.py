@@ -54,12 +54,13 @@ from typing import Any
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from ..config import LiveConfig
 from ..secrets import Secret, missing_key
 from .backoff import Backoff
 from .handler import LiveHandler, TurnEnd, safe_call
+from .link import Link, send
 from .profiles import DEFAULT_MODEL, lookup
 from .resumption import Handle, HandleStore
 from .wire import (
@@ -100,30 +101,6 @@ class _Turn:
         self.replays = 0
 
 
-class _Link:
-    """One connection: the SDK session and why it ended."""
-
-    def __init__(self, session: Any, resumed: bool) -> None:
-        self.session = session
-        self.resumed = resumed
-        self.ended = asyncio.Event()
-        self.error: BaseException | None = None
-        self.why = ""
-        self.messages = 0
-        self.goaway_deadline: float | None = None
-        self.goaway_timer: asyncio.TimerHandle | None = None
-        self.reply_audio = False  # reply audio arrived for the open turn
-        self.gen_audio = 0  # reply audio bytes in the current generation
-        self.gen_calls = 0
-        self.gen_interrupted = False
-
-    def new_generation(self) -> None:
-        self.reply_audio = False
-        self.gen_audio = 0
-        self.gen_calls = 0
-        self.gen_interrupted = False
-
-
 class LiveSession:
     def __init__(self, cfg: LiveConfig, api_key: Secret | None, state_dir: Path, handler: LiveHandler,
                  tools: Callable[[], list[types.Tool]]) -> None:
@@ -139,7 +116,7 @@ class LiveSession:
         self._handle: Handle | None = None
         self._handle_loaded = False
         self._force_fresh = False
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._turn: _Turn | None = None
         self._pending_tool_responses: list[types.FunctionResponse] = []
         self._stopping = False
@@ -267,7 +244,7 @@ class LiveSession:
         if link is None or link.ended.is_set():
             self._stats["context_dropped"] = self._stats.get("context_dropped", 0) + 1
             return
-        await self._send(link, link.session.send_client_content(
+        await send(link, link.session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=False))
 
     async def send_tool_responses(self, responses: list[types.FunctionResponse]) -> None:
@@ -282,33 +259,20 @@ class LiveSession:
             self._pending_tool_responses.extend(responses)
             del self._pending_tool_responses[:-32]
             return
-        await self._send(link, link.session.send_tool_response(function_responses=responses))
+        await send(link, link.session.send_tool_response(function_responses=responses))
 
     async def send_video(self, jpeg: bytes) -> None:
         link = self._link
         if link is None or link.ended.is_set():
             self._stats["video_dropped"] += 1
             return
-        await self._send(link, link.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg")))
+        await send(link, link.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg")))
 
     # ---- sending -----------------------------------------------------------------------------------
     def _events(self) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
         if self._wake is None or self._connected_evt is None or self._finished is None:
             self._wake, self._connected_evt, self._finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
         return self._wake, self._connected_evt, self._finished
-
-    async def _send(self, link: _Link, coro: Any) -> bool:
-        try:
-            await coro
-            return True
-        except (ConnectionClosed, genai_errors.APIError, OSError) as exc:
-            code, reason = describe(exc)
-            log.info("send failed (%s %s): reconnecting", code, reason)
-            if not link.ended.is_set():
-                link.error = link.error or exc
-                link.why = link.why or f"send failed: {reason}"
-                link.ended.set()
-            return False
 
     async def _flush_turn(self) -> None:
         """Send what the open turn has not yet sent on the current connection."""
@@ -324,22 +288,22 @@ class LiveSession:
             if t.kind == "text":
                 if not t.end_sent:
                     t.start_sent = t.end_sent = True
-                    await self._send(link, s.send_client_content(
+                    await send(link, s.send_client_content(
                         turns=types.Content(role="user", parts=[types.Part(text=t.text)]), turn_complete=True))
                 return
             if not t.start_sent:
                 t.start_sent = True
-                if not await self._send(link, s.send_realtime_input(activity_start=types.ActivityStart())):
+                if not await send(link, s.send_realtime_input(activity_start=types.ActivityStart())):
                     return
             while t.sent_upto < len(t.audio):
                 chunk = bytes(t.audio[t.sent_upto:t.sent_upto + REPLAY_CHUNK])
                 t.sent_upto += len(chunk)
-                if not await self._send(link, s.send_realtime_input(
+                if not await send(link, s.send_realtime_input(
                         audio=types.Blob(data=chunk, mime_type=AUDIO_MIME))):
                     return
             if t.ended and not t.end_sent:
                 t.end_sent = True
-                await self._send(link, s.send_realtime_input(activity_end=types.ActivityEnd()))
+                await send(link, s.send_realtime_input(activity_end=types.ActivityEnd()))
 
     # ---- the supervisor ----------------------------------------------------------------------------
     def _client(self) -> genai.Client:
@@ -498,7 +462,7 @@ class LiveSession:
                 raise Failure("transient", f"no setupComplete within {self.cfg.connect_timeout_s:g} s") from None
             except Exception as exc:
                 raise self._classify_connect(exc, handle) from None
-            link = _Link(session, resumed=handle is not None)
+            link = Link(session, resumed=handle is not None)
             self._link = link
             if self._stopping:  # stop() came while connecting
                 link.why = "stopping"
@@ -528,7 +492,7 @@ class LiveSession:
                         await stack.aclose()
             self._finish_link(link, handle)
 
-    def _finish_link(self, link: _Link, handle: Handle | None) -> None:
+    def _finish_link(self, link: Link, handle: Handle | None) -> None:
         if self._stopping:
             self._last_end = ("stopping", "")
             return
@@ -577,7 +541,7 @@ class LiveSession:
             return Failure("offline", detail)
         return Failure("transient", detail)
 
-    async def _on_new_link(self, link: _Link) -> None:
+    async def _on_new_link(self, link: Link) -> None:
         t = self._turn
         if t is not None and t.start_sent:  # partly or wholly sent on the old connection: replay it
             t.start_sent = t.end_sent = False
@@ -590,25 +554,25 @@ class LiveSession:
         if self._pending_tool_responses:
             responses, self._pending_tool_responses = self._pending_tool_responses, []
             if link.resumed:
-                await self._send(link, link.session.send_tool_response(function_responses=responses))
+                await send(link, link.session.send_tool_response(function_responses=responses))
             else:
                 log.info("dropping %d tool responses meant for the previous session", len(responses))
 
-    async def _wait_link(self, link: _Link) -> None:
+    async def _wait_link(self, link: Link) -> None:
         try:
             await link.ended.wait()
         finally:
             if link.goaway_timer is not None:
                 link.goaway_timer.cancel()
 
-    def _goaway_deadline(self, link: _Link) -> None:
+    def _goaway_deadline(self, link: Link) -> None:
         if not link.ended.is_set():
             log.warning("GoAway deadline near with a turn in progress: reconnecting now (the turn is replayed)")
             link.why = "goaway"
             link.ended.set()
 
     # ---- receiving ---------------------------------------------------------------------------------
-    async def _reader(self, link: _Link) -> None:
+    async def _reader(self, link: Link) -> None:
         try:
             while not link.ended.is_set():
                 async for msg in link.session.receive():
@@ -622,7 +586,7 @@ class LiveSession:
                 link.why = link.why or "receive failed"
                 link.ended.set()
 
-    def _turn_end(self, link: _Link, user_turn: bool) -> None:
+    def _turn_end(self, link: Link, user_turn: bool) -> None:
         info = TurnEnd(audio_bytes=link.gen_audio, tool_calls=link.gen_calls,
                        pending_tool_calls=tuple(self._open_calls), interrupted=link.gen_interrupted,
                        user_turn=user_turn)
@@ -636,12 +600,12 @@ class LiveSession:
         if fn is not None:
             safe_call(fn, info)
 
-    def _maybe_goaway_now(self, link: _Link) -> None:
+    def _maybe_goaway_now(self, link: Link) -> None:
         if link.goaway_deadline is not None and self._turn is None and not link.ended.is_set():
             link.why = "goaway"
             link.ended.set()
 
-    async def _dispatch(self, link: _Link, msg: types.LiveServerMessage) -> None:
+    async def _dispatch(self, link: Link, msg: types.LiveServerMessage) -> None:
         h = self.handler
         sc = msg.server_content
         if sc is not None:
