@@ -62,7 +62,7 @@ from .backoff import Backoff
 from .handler import LiveHandler, TurnEnd, safe_call
 from .link import Link, send
 from .profiles import DEFAULT_MODEL, lookup
-from .resumption import Handle, HandleStore
+from .resumption import CurrentHandle, Handle, HandleStore
 from .wire import (
     AUDIO_MIME,
     REPLAY_CHUNK,
@@ -113,8 +113,7 @@ class LiveSession:
         self._open_calls: dict[str, str] = {}  # tool call id -> name, until answered or cancelled
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, cfg.stable_after_s)
         self._turn_limit = int(getattr(cfg, "replay_buffer_s", 30.0) * 32000)
-        self._handle: Handle | None = None
-        self._handle_loaded = False
+        self._handles = CurrentHandle(self.store)
         self._force_fresh = False
         self._link: Link | None = None
         self._turn: _Turn | None = None
@@ -150,7 +149,8 @@ class LiveSession:
     def status(self) -> dict[str, Any]:
         out = dict(self._stats)
         out["connected"] = self.connected
-        out["handle_age_s"] = round(self._handle.age(), 1) if self._handle else None
+        handle = self._handles.handle
+        out["handle_age_s"] = round(handle.age(), 1) if handle else None
         out["turn_in_progress"] = self._turn is not None
         return out
 
@@ -165,9 +165,7 @@ class LiveSession:
 
     def reset_handle(self) -> None:
         """Forget the persisted handle: the next connection starts a fresh session."""
-        self._handle = None
-        self._handle_loaded = True
-        self.store.clear()
+        self._handles.drop()
         log.info("resumption handle forgotten: the next connection starts a fresh session")
 
     def retry_now(self) -> bool:
@@ -324,21 +322,6 @@ class LiveSession:
         except Exception:
             log.exception("handler.on_connection failed")
 
-    def _current_handle(self) -> Handle | None:
-        if not self._handle_loaded:
-            self._handle = self.store.load()
-            self._handle_loaded = True
-        h = self._handle
-        if h is not None and h.age() > self.cfg.handle_max_age_s:
-            log.info("the resumption handle is too old (%.0f s): starting a fresh session", h.age())
-            self._handle = h = None
-        return h
-
-    def _drop_handle(self) -> None:
-        self._handle = None
-        self._handle_loaded = True
-        self.store.clear()
-
     async def _sleep(self, seconds: float) -> None:
         wake = self._events()[0]
         wake.clear()
@@ -371,7 +354,7 @@ class LiveSession:
         fallback_used = False
         try:
             while not self._stopping:
-                handle = None if self._force_fresh else self._current_handle()
+                handle = None if self._force_fresh else self._handles.get()
                 self._force_fresh = False
                 self._emit("connecting", "resuming" if handle else "fresh session")
                 try:
@@ -387,7 +370,7 @@ class LiveSession:
                         self._stats["resume_fallbacks"] += 1
                         log.warning("the server refused the resumption handle (%s): starting a fresh session "
                                     "(the conversation context is lost)", f.detail)
-                        self._drop_handle()
+                        self._handles.drop()
                         self._force_fresh = True
                         delay = 0.0
                     elif f.kind == "auth":
@@ -400,7 +383,7 @@ class LiveSession:
                         delay = self._refused(f)
                     else:
                         if f.kind == "fresh" or (f.kind == "rejected" and handle is not None):
-                            self._drop_handle()
+                            self._handles.drop()
                             self._force_fresh = True
                         delay = self._backoff.next_delay()
                         log.warning("Live connection failed (%s): retrying in %.2f s", f.detail, delay)
@@ -438,7 +421,7 @@ class LiveSession:
             return 0.0
         if kind == "fresh":
             log.warning("the session ended with 1007 (%s): starting a fresh session", detail)
-            self._drop_handle()
+            self._handles.drop()
             self._force_fresh = True
         if kind == "auth":
             self._stats["auth_failures"] += 1
@@ -654,12 +637,7 @@ class LiveSession:
         # resumable false (mid-generation or while tools run) may come with an empty or a stale handle:
         # resuming there loses data (ai.google.dev/api/live#SessionResumptionUpdate), so keep ours
         if upd is not None and upd.resumable is True and upd.new_handle:
-            handle = Handle(upd.new_handle, time.time(), self._stats["session_id"])
-            self._handle, self._handle_loaded = handle, True
-            try:
-                await asyncio.to_thread(self.store.save, handle)
-            except OSError as exc:
-                log.warning("cannot persist the resumption handle in %s: %s", self.store.path, exc)
+            await self._handles.keep(Handle(upd.new_handle, time.time(), self._stats["session_id"]))
         if msg.go_away is not None:
             left = _seconds(msg.go_away.time_left)
             self._stats["goaways"] += 1
