@@ -60,17 +60,15 @@ from ..config import LiveConfig
 from ..secrets import Secret, missing_key
 from .backoff import Backoff
 from .handler import LiveHandler, TurnEnd, safe_call
-from .link import Link, send
+from .link import Link
 from .profiles import DEFAULT_MODEL, lookup
 from .resumption import CurrentHandle, Handle, HandleStore
+from .sender import Sender
 from .wire import (
-    AUDIO_MIME,
-    REPLAY_CHUNK,
     Failure,
     about_handle,
     about_model,
     about_setup,
-    adapt_responses,
     build_client,
     connect_config,
     describe,
@@ -85,22 +83,6 @@ RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many secon
 _REFUSED = ("auth_failed", "model_unavailable", "setup_refused")
 
 
-class _Turn:
-    """A user turn kept until its turnComplete, with what was sent on the current connection."""
-
-    def __init__(self, kind: str, limit: int, text: str = "") -> None:
-        self.kind = kind
-        self.text = text
-        self.audio = bytearray()
-        self.limit = limit
-        self.overflow = 0
-        self.ended = kind == "text"
-        self.start_sent = False
-        self.sent_upto = 0
-        self.end_sent = False
-        self.replays = 0
-
-
 class LiveSession:
     def __init__(self, cfg: LiveConfig, api_key: Secret | None, state_dir: Path, handler: LiveHandler,
                  tools: Callable[[], list[types.Tool]]) -> None:
@@ -112,17 +94,13 @@ class LiveSession:
         self._tools = tools
         self._open_calls: dict[str, str] = {}  # tool call id -> name, until answered or cancelled
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, cfg.stable_after_s)
-        self._turn_limit = int(getattr(cfg, "replay_buffer_s", 30.0) * 32000)
         self._handles = CurrentHandle(self.store)
         self._force_fresh = False
         self._link: Link | None = None
-        self._turn: _Turn | None = None
-        self._pending_tool_responses: list[types.FunctionResponse] = []
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._connected_evt: asyncio.Event | None = None
         self._finished: asyncio.Event | None = None
-        self._send_lock: asyncio.Lock | None = None
         self._last_end: tuple[str, str] = ("", "")
         self._retry_now_at: float | None = None
         self._stats: dict[str, Any] = {
@@ -132,6 +110,9 @@ class LiveSession:
             "state": "stopped", "usage": None, "model": self.profile.name, "model_failures": 0,
             "setup_refusals": 0, "no_answers": 0, "tool_calls_running": 0, "last_turn": None,
         }
+        turn_limit = int(getattr(cfg, "replay_buffer_s", 30.0) * 32000)
+        # the sender reads the current link at each send
+        self._sender = Sender(self._stats, self._open_calls, self.profile, turn_limit, link=lambda: self._link)
 
     # ---- public ------------------------------------------------------------------------------------
     @property
@@ -151,7 +132,7 @@ class LiveSession:
         out["connected"] = self.connected
         handle = self._handles.handle
         out["handle_age_s"] = round(handle.age(), 1) if handle else None
-        out["turn_in_progress"] = self._turn is not None
+        out["turn_in_progress"] = self._sender.turn is not None
         return out
 
     async def wait_connected(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
@@ -197,113 +178,34 @@ class LiveSession:
                     await finished.wait()
 
     async def activity_start(self) -> None:
-        if self._turn is not None and not self._turn.ended:
-            log.debug("activity_start while a turn is open: the open turn is kept")
-            return
-        self._turn = _Turn("audio", self._turn_limit)
-        if self._link is not None:
-            self._link.new_generation()
-        await self._flush_turn()
+        await self._sender.activity_start()
 
     async def send_audio(self, pcm16k: bytes) -> None:
-        t = self._turn
-        if t is None or t.ended:
-            self._stats["audio_dropped_bytes"] += len(pcm16k)
-            return
-        room = t.limit - len(t.audio)
-        if room < len(pcm16k):
-            if not t.overflow:
-                log.warning("turn audio exceeds the replay buffer (%d bytes): the rest is not sent", t.limit)
-            t.overflow += len(pcm16k) - max(room, 0)
-            self._stats["audio_dropped_bytes"] += len(pcm16k) - max(room, 0)
-            pcm16k = pcm16k[:max(room, 0)]
-        t.audio += pcm16k
-        await self._flush_turn()
+        await self._sender.send_audio(pcm16k)
 
     async def activity_end(self) -> None:
-        if self._turn is None or self._turn.ended:
-            return
-        self._turn.ended = True
-        await self._flush_turn()
+        await self._sender.activity_end()
 
     async def send_text(self, text: str) -> None:
-        self._turn = _Turn("text", self._turn_limit, text)
-        if self._link is not None:
-            self._link.new_generation()
-        await self._flush_turn()
+        await self._sender.send_text(text)
 
     async def send_context(self, text: str) -> None:
-        """Tell the model something (e.g. "the doorbell button was pressed") without asking for a reply.
-
-        Sent as client content with turn_complete=False; dropped (and counted) while disconnected:
-        a sensor change that old is not worth replaying.
-        """
-        link = self._link
-        if link is None or link.ended.is_set():
-            self._stats["context_dropped"] = self._stats.get("context_dropped", 0) + 1
-            return
-        await send(link, link.session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=False))
+        """Tell the model something without asking for a reply; dropped (and counted) while disconnected."""
+        await self._sender.send_context(text)
 
     async def send_tool_responses(self, responses: list[types.FunctionResponse]) -> None:
         """Send tool results (``scheduling`` is dropped where the model does not take it)."""
-        responses = adapt_responses(responses, self.profile)
-        for r in responses:
-            if r.id is not None:
-                self._open_calls.pop(r.id, None)
-        self._stats["tool_calls_running"] = len(self._open_calls)
-        link = self._link
-        if link is None or link.ended.is_set():
-            self._pending_tool_responses.extend(responses)
-            del self._pending_tool_responses[:-32]
-            return
-        await send(link, link.session.send_tool_response(function_responses=responses))
+        await self._sender.send_tool_responses(responses)
 
     async def send_video(self, jpeg: bytes) -> None:
-        link = self._link
-        if link is None or link.ended.is_set():
-            self._stats["video_dropped"] += 1
-            return
-        await send(link, link.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg")))
+        await self._sender.send_video(jpeg)
 
-    # ---- sending -----------------------------------------------------------------------------------
+    # ---- the supervisor ----------------------------------------------------------------------------
     def _events(self) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
         if self._wake is None or self._connected_evt is None or self._finished is None:
             self._wake, self._connected_evt, self._finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
         return self._wake, self._connected_evt, self._finished
 
-    async def _flush_turn(self) -> None:
-        """Send what the open turn has not yet sent on the current connection."""
-        if self._send_lock is None:
-            self._send_lock = asyncio.Lock()
-        async with self._send_lock:
-            t, link = self._turn, self._link
-            if t is None or link is None or link.ended.is_set():
-                return
-            s = link.session
-            # each flag is set before the send: the reply (and its turnComplete) can be dispatched by the
-            # reader before the send returns; a failed send ends the link and the turn is replayed anyway
-            if t.kind == "text":
-                if not t.end_sent:
-                    t.start_sent = t.end_sent = True
-                    await send(link, s.send_client_content(
-                        turns=types.Content(role="user", parts=[types.Part(text=t.text)]), turn_complete=True))
-                return
-            if not t.start_sent:
-                t.start_sent = True
-                if not await send(link, s.send_realtime_input(activity_start=types.ActivityStart())):
-                    return
-            while t.sent_upto < len(t.audio):
-                chunk = bytes(t.audio[t.sent_upto:t.sent_upto + REPLAY_CHUNK])
-                t.sent_upto += len(chunk)
-                if not await send(link, s.send_realtime_input(
-                        audio=types.Blob(data=chunk, mime_type=AUDIO_MIME))):
-                    return
-            if t.ended and not t.end_sent:
-                t.end_sent = True
-                await send(link, s.send_realtime_input(activity_end=types.ActivityEnd()))
-
-    # ---- the supervisor ----------------------------------------------------------------------------
     def _client(self) -> genai.Client:
         return build_client(self.cfg, self._api_key)
 
@@ -461,7 +363,7 @@ class LiveSession:
             self._emit("resumed" if handle else "connected", sid or "")
             reader = asyncio.get_running_loop().create_task(self._reader(link))
             try:
-                await self._on_new_link(link)
+                await self._sender.on_new_link(link)
                 await self._wait_link(link)
             finally:
                 connected_evt.clear()
@@ -485,7 +387,7 @@ class LiveSession:
         code, reason = describe(link.error) if link.error else (None, link.why)
         self._stats["last_close_code"], self._stats["last_close_reason"] = code, reason
         self._stats["last_error"] = f"{code} {reason}" if code else reason
-        if self._turn is not None and link.reply_audio:
+        if self._sender.turn is not None and link.reply_audio:
             safe_call(self.handler.on_interrupted)  # the partial reply is dropped; the turn is replayed
         self._emit("disconnected", f"{code} {reason}" if code else reason)
         if link.messages == 0 and handle is not None and code not in (None, 1000, 1001, 1006):
@@ -523,23 +425,6 @@ class LiveSession:
         if isinstance(exc, ConnectionRefusedError):
             return Failure("offline", detail)
         return Failure("transient", detail)
-
-    async def _on_new_link(self, link: Link) -> None:
-        t = self._turn
-        if t is not None and t.start_sent:  # partly or wholly sent on the old connection: replay it
-            t.start_sent = t.end_sent = False
-            t.sent_upto = 0
-            t.replays += 1
-            self._stats["turns_replayed"] += 1
-            log.info("replaying the open turn on the new connection (%d bytes of audio%s)",
-                     len(t.audio), ", ended" if t.ended else "")
-        await self._flush_turn()
-        if self._pending_tool_responses:
-            responses, self._pending_tool_responses = self._pending_tool_responses, []
-            if link.resumed:
-                await send(link, link.session.send_tool_response(function_responses=responses))
-            else:
-                log.info("dropping %d tool responses meant for the previous session", len(responses))
 
     async def _wait_link(self, link: Link) -> None:
         try:
@@ -584,7 +469,7 @@ class LiveSession:
             safe_call(fn, info)
 
     def _maybe_goaway_now(self, link: Link) -> None:
-        if link.goaway_deadline is not None and self._turn is None and not link.ended.is_set():
+        if link.goaway_deadline is not None and self._sender.turn is None and not link.ended.is_set():
             link.why = "goaway"
             link.ended.set()
 
@@ -608,10 +493,7 @@ class LiveSession:
             if sc.generation_complete:
                 safe_call(h.on_generation_complete)
             if sc.turn_complete:
-                t = self._turn
-                user_turn = t is not None and t.ended and t.end_sent
-                if user_turn:
-                    self._turn = None
+                user_turn = self._sender.turn_complete()
                 self._turn_end(link, user_turn)
                 link.new_generation()
                 safe_call(h.on_turn_complete)
@@ -647,7 +529,7 @@ class LiveSession:
                 link.goaway_timer = asyncio.get_running_loop().call_later(
                     max(0.0, left - margin), self._goaway_deadline, link)
             log.info("GoAway: %.1f s left; resuming %s", left,
-                     "now" if self._turn is None else "after the current turn")
+                     "now" if self._sender.turn is None else "after the current turn")
             self._maybe_goaway_now(link)
 
 
