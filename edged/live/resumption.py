@@ -1,5 +1,6 @@
 """The session-resumption handle, persisted so a restart (even ``kill -9``) resumes the session.
 
+``CurrentHandle(store)``: the handle the Live session resumes with (``get()``, ``keep(handle)``, ``drop()``).
 ``HandleStore(path, max_age_s)``: ``load() -> Handle | None``, ``save(handle)``, ``clear()``.
 The file is JSON ``{"handle", "received_at" (wall clock, s), "session_id"}``, written atomically
 (temp file in the same directory, fsync, rename, fsync of the directory) with mode 0600.
@@ -11,6 +12,7 @@ file, not UTF-8 JSON, wrong types, a non-finite or future time) is moved aside a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -123,6 +125,41 @@ class HandleStore:
             pass
         except OSError as exc:
             log.warning("cannot remove the resumption handle %s: %s", self.path, exc)
+
+
+class CurrentHandle:
+    """The handle the session resumes with: read from the store at the first connection, replaced (and
+    persisted) by every resumable update, dropped when it must not be used again.  One per LiveSession."""
+
+    def __init__(self, store: HandleStore) -> None:
+        self.store = store
+        self.handle: Handle | None = None
+        self._loaded = False
+
+    def get(self) -> Handle | None:
+        """The handle for the next connection, or None (a fresh session)."""
+        if not self._loaded:
+            self.handle = self.store.load()
+            self._loaded = True
+        h = self.handle
+        if h is not None and h.age() > self.store.max_age_s:
+            log.info("the resumption handle is too old (%.0f s): starting a fresh session", h.age())
+            self.handle = h = None
+        return h
+
+    async def keep(self, handle: Handle) -> None:
+        """A new resumable handle: use it from now on, and persist it (in a thread)."""
+        self.handle, self._loaded = handle, True
+        try:
+            await asyncio.to_thread(self.store.save, handle)
+        except OSError as exc:
+            log.warning("cannot persist the resumption handle in %s: %s", self.store.path, exc)
+
+    def drop(self) -> None:
+        """Forget the handle, here and on disk: the next connection starts a fresh session."""
+        self.handle = None
+        self._loaded = True
+        self.store.clear()
 
 
 def parse_handle(raw: bytes, now: float) -> Handle:

@@ -38,159 +38,47 @@ Behaviour:
 - A ``sessionResumptionUpdate`` that is not ``resumable`` (sent while the model generates or runs
   tools, ai.google.dev/api/live#SessionResumptionUpdate) never changes the stored handle.
 - The API key is revealed only to build the client and never logged.
+
+The parts, one module each (this class only builds them and keeps the status): the supervisor
+(:mod:`edged.live.supervisor`: connections, reconnects, GoAway's reconnect, the handle's use), the
+receiver (:mod:`edged.live.receive`: server messages to handler events), the sender
+(:mod:`edged.live.sender`: the open turn and its replay, context, tool responses, video), one
+connection (:mod:`edged.live.link`), what the handler is told (:mod:`edged.live.handler`), the
+handle (:mod:`edged.live.resumption`), and what goes on the wire (:mod:`edged.live.wire`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import ssl
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from google import genai
-from google.genai import errors as genai_errors
 from google.genai import types
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..config import LiveConfig
-from ..secrets import Secret, missing_key
-from .backoff import Backoff
-from .profiles import DEFAULT_MODEL, lookup
-from .resumption import Handle, HandleStore
-from .wire import (
-    AUDIO_MIME,
-    REPLAY_CHUNK,
-    Failure,
-    about_handle,
-    about_model,
-    about_setup,
-    adapt_responses,
-    build_client,
-    connect_config,
-    describe,
-)
+from ..secrets import Secret
+from .handler import LiveHandler, TurnEnd
+from .profiles import lookup
+from .receive import Receiver
+from .resumption import CurrentHandle, HandleStore
+from .sender import Sender
+from .supervisor import RETRY_NOW_MIN_S, LinkSupervisor
+
+__all__ = ["HANDLE_FILE", "RETRY_NOW_MIN_S", "LiveHandler", "LiveSession", "TurnEnd"]
 
 log = logging.getLogger(__name__)
 
 HANDLE_FILE = "live_handle.json"
-RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many seconds
-_REFUSED = ("auth_failed", "model_unavailable", "setup_refused")
-
-
-@dataclass(frozen=True)
-class TurnEnd:
-    """How a generation ended (given to ``handler.on_turn_end`` just before ``on_turn_complete``)."""
-
-    audio_bytes: int  # reply audio (24 kHz PCM) since the user's turn started, or since the last turnComplete
-    tool_calls: int  # tool calls received during this generation
-    pending_tool_calls: tuple[str, ...]  # ids of calls (any generation) still without a response or cancel
-    interrupted: bool  # the server sent `interrupted` during it
-    user_turn: bool  # it answers a turn edged sent (False: the model spoke on its own, e.g. after a tool result)
-
-    @property
-    def no_answer(self) -> bool:
-        """The model chose not to answer: turnComplete, no audio, nothing interrupted, no call running."""
-        return self.audio_bytes == 0 and not self.interrupted and not self.pending_tool_calls
-
-    @property
-    def reason(self) -> str:
-        if self.no_answer:
-            return "no_answer: the model chose not to answer (turnComplete without audio)"
-        if self.audio_bytes == 0 and self.pending_tool_calls:
-            return f"tool_pending: no audio yet, {len(self.pending_tool_calls)} tool call(s) running"
-        if self.interrupted:
-            return "interrupted"
-        return "answered"
-
-
-class LiveHandler(Protocol):
-    """What the session reports, called on the event loop.  Exceptions raised here are logged.
-
-    Optional (called when the handler has it): ``on_turn_end(info: TurnEnd)`` before ``on_turn_complete``.
-    Connection states given to ``on_connection``: connecting, connected, resumed, disconnected, offline,
-    auth_failed, model_unavailable, setup_refused.
-    """
-
-    def on_audio(self, pcm24k: bytes) -> None: ...
-    def on_interrupted(self) -> None: ...
-    def on_generation_complete(self) -> None: ...
-    def on_turn_complete(self) -> None: ...
-    def on_tool_call(self, calls: list[types.FunctionCall]) -> None: ...
-    def on_tool_cancel(self, ids: list[str]) -> None: ...
-    def on_transcript(self, role: str, text: str) -> None: ...
-    def on_connection(self, state: str, detail: str) -> None: ...
-
-
-class _Turn:
-    """A user turn kept until its turnComplete, with what was sent on the current connection."""
-
-    def __init__(self, kind: str, limit: int, text: str = "") -> None:
-        self.kind = kind
-        self.text = text
-        self.audio = bytearray()
-        self.limit = limit
-        self.overflow = 0
-        self.ended = kind == "text"
-        self.start_sent = False
-        self.sent_upto = 0
-        self.end_sent = False
-        self.replays = 0
-
-
-class _Link:
-    """One connection: the SDK session and why it ended."""
-
-    def __init__(self, session: Any, resumed: bool) -> None:
-        self.session = session
-        self.resumed = resumed
-        self.ended = asyncio.Event()
-        self.error: BaseException | None = None
-        self.why = ""
-        self.messages = 0
-        self.goaway_deadline: float | None = None
-        self.goaway_timer: asyncio.TimerHandle | None = None
-        self.reply_audio = False  # reply audio arrived for the open turn
-        self.gen_audio = 0  # reply audio bytes in the current generation
-        self.gen_calls = 0
-        self.gen_interrupted = False
-
-    def new_generation(self) -> None:
-        self.reply_audio = False
-        self.gen_audio = 0
-        self.gen_calls = 0
-        self.gen_interrupted = False
 
 
 class LiveSession:
     def __init__(self, cfg: LiveConfig, api_key: Secret | None, state_dir: Path, handler: LiveHandler,
                  tools: Callable[[], list[types.Tool]]) -> None:
         self.cfg = cfg
-        self._api_key = api_key
         self.store = HandleStore(Path(state_dir) / HANDLE_FILE, cfg.handle_max_age_s)
         self.handler = handler
         self.profile = lookup(cfg.model)
-        self._tools = tools
-        self._open_calls: dict[str, str] = {}  # tool call id -> name, until answered or cancelled
-        self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, cfg.stable_after_s)
-        self._turn_limit = int(getattr(cfg, "replay_buffer_s", 30.0) * 32000)
-        self._handle: Handle | None = None
-        self._handle_loaded = False
-        self._force_fresh = False
-        self._link: _Link | None = None
-        self._turn: _Turn | None = None
-        self._pending_tool_responses: list[types.FunctionResponse] = []
-        self._stopping = False
-        self._wake: asyncio.Event | None = None
-        self._connected_evt: asyncio.Event | None = None
-        self._finished: asyncio.Event | None = None
-        self._send_lock: asyncio.Lock | None = None
-        self._last_end: tuple[str, str] = ("", "")
-        self._retry_now_at: float | None = None
         self._stats: dict[str, Any] = {
             "session_id": None, "last_close_code": None, "last_close_reason": "", "reconnects": 0,
             "resumes": 0, "fresh_starts": 0, "goaways": 0, "auth_failures": 0, "resume_fallbacks": 0,
@@ -198,11 +86,19 @@ class LiveSession:
             "state": "stopped", "usage": None, "model": self.profile.name, "model_failures": 0,
             "setup_refusals": 0, "no_answers": 0, "tool_calls_running": 0, "last_turn": None,
         }
+        open_calls: dict[str, str] = {}  # tool call id -> name, until answered or cancelled
+        self._handles = CurrentHandle(self.store)
+        turn_limit = int(getattr(cfg, "replay_buffer_s", 30.0) * 32000)
+        # the sender reads the supervisor's current link at each send (the supervisor is built next)
+        self._sender = Sender(self._stats, open_calls, self.profile, turn_limit, link=lambda: self._supervisor.link)
+        receiver = Receiver(handler, self._sender, open_calls, self._stats, self._handles)
+        self._supervisor = LinkSupervisor(cfg, api_key, self.profile, tools, handler, self._stats, self._handles,
+                                          self._sender, receiver)
 
     # ---- public ------------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._link is not None and not self._link.ended.is_set()
+        return self._supervisor.connected
 
     def adopt_counters(self, old: LiveSession) -> None:
         """Carry the counters of the session this one replaces (a reload), so status keeps counting."""
@@ -215,554 +111,50 @@ class LiveSession:
     def status(self) -> dict[str, Any]:
         out = dict(self._stats)
         out["connected"] = self.connected
-        out["handle_age_s"] = round(self._handle.age(), 1) if self._handle else None
-        out["turn_in_progress"] = self._turn is not None
+        handle = self._handles.handle
+        out["handle_age_s"] = round(handle.age(), 1) if handle else None
+        out["turn_in_progress"] = self._sender.turn is not None
         return out
-
-    async def wait_connected(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        evt = self._events()[1]
-        try:
-            async with asyncio.timeout(timeout):
-                await evt.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def reset_handle(self) -> None:
-        """Forget the persisted handle: the next connection starts a fresh session."""
-        self._handle = None
-        self._handle_loaded = True
-        self.store.clear()
-        log.info("resumption handle forgotten: the next connection starts a fresh session")
-
-    def retry_now(self) -> bool:
-        """While the service refuses us (auth failed, model or setup refused) the session waits
-        ``live.auth_retry_s`` between tries: try once now instead (a wake, ``edgectl reload``).  At most
-        one such try per ``RETRY_NOW_MIN_S``; returns whether one was started."""
-        if self._stats["state"] not in _REFUSED or self._stopping:
-            return False
-        now = time.monotonic()
-        if self._retry_now_at is not None and now - self._retry_now_at < RETRY_NOW_MIN_S:
-            log.info("not retrying the Live connection yet: the last early try was %.0f s ago (one per %.0f s)",
-                     now - self._retry_now_at, RETRY_NOW_MIN_S)
-            return False
-        self._retry_now_at = now
-        log.info("retrying the Live connection now (%s)", self._stats["state"])
-        self._events()[0].set()  # ends the wait in _sleep()
-        return True
-
-    async def stop(self) -> None:
-        self._stopping = True
-        wake, _, finished = self._events()
-        wake.set()
-        if self._link is not None:
-            self._link.why = self._link.why or "stopping"
-            self._link.ended.set()
-        if self._stats["state"] != "stopped":
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(15):
-                    await finished.wait()
-
-    async def activity_start(self) -> None:
-        if self._turn is not None and not self._turn.ended:
-            log.debug("activity_start while a turn is open: the open turn is kept")
-            return
-        self._turn = _Turn("audio", self._turn_limit)
-        if self._link is not None:
-            self._link.new_generation()
-        await self._flush_turn()
-
-    async def send_audio(self, pcm16k: bytes) -> None:
-        t = self._turn
-        if t is None or t.ended:
-            self._stats["audio_dropped_bytes"] += len(pcm16k)
-            return
-        room = t.limit - len(t.audio)
-        if room < len(pcm16k):
-            if not t.overflow:
-                log.warning("turn audio exceeds the replay buffer (%d bytes): the rest is not sent", t.limit)
-            t.overflow += len(pcm16k) - max(room, 0)
-            self._stats["audio_dropped_bytes"] += len(pcm16k) - max(room, 0)
-            pcm16k = pcm16k[:max(room, 0)]
-        t.audio += pcm16k
-        await self._flush_turn()
-
-    async def activity_end(self) -> None:
-        if self._turn is None or self._turn.ended:
-            return
-        self._turn.ended = True
-        await self._flush_turn()
-
-    async def send_text(self, text: str) -> None:
-        self._turn = _Turn("text", self._turn_limit, text)
-        if self._link is not None:
-            self._link.new_generation()
-        await self._flush_turn()
-
-    async def send_context(self, text: str) -> None:
-        """Tell the model something (e.g. "the doorbell button was pressed") without asking for a reply.
-
-        Sent as client content with turn_complete=False; dropped (and counted) while disconnected:
-        a sensor change that old is not worth replaying.
-        """
-        link = self._link
-        if link is None or link.ended.is_set():
-            self._stats["context_dropped"] = self._stats.get("context_dropped", 0) + 1
-            return
-        await self._send(link, link.session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=False))
-
-    async def send_tool_responses(self, responses: list[types.FunctionResponse]) -> None:
-        """Send tool results (``scheduling`` is dropped where the model does not take it)."""
-        responses = adapt_responses(responses, self.profile)
-        for r in responses:
-            if r.id is not None:
-                self._open_calls.pop(r.id, None)
-        self._stats["tool_calls_running"] = len(self._open_calls)
-        link = self._link
-        if link is None or link.ended.is_set():
-            self._pending_tool_responses.extend(responses)
-            del self._pending_tool_responses[:-32]
-            return
-        await self._send(link, link.session.send_tool_response(function_responses=responses))
-
-    async def send_video(self, jpeg: bytes) -> None:
-        link = self._link
-        if link is None or link.ended.is_set():
-            self._stats["video_dropped"] += 1
-            return
-        await self._send(link, link.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg")))
-
-    # ---- sending -----------------------------------------------------------------------------------
-    def _events(self) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
-        if self._wake is None or self._connected_evt is None or self._finished is None:
-            self._wake, self._connected_evt, self._finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        return self._wake, self._connected_evt, self._finished
-
-    async def _send(self, link: _Link, coro: Any) -> bool:
-        try:
-            await coro
-            return True
-        except (ConnectionClosed, genai_errors.APIError, OSError) as exc:
-            code, reason = describe(exc)
-            log.info("send failed (%s %s): reconnecting", code, reason)
-            if not link.ended.is_set():
-                link.error = link.error or exc
-                link.why = link.why or f"send failed: {reason}"
-                link.ended.set()
-            return False
-
-    async def _flush_turn(self) -> None:
-        """Send what the open turn has not yet sent on the current connection."""
-        if self._send_lock is None:
-            self._send_lock = asyncio.Lock()
-        async with self._send_lock:
-            t, link = self._turn, self._link
-            if t is None or link is None or link.ended.is_set():
-                return
-            s = link.session
-            # each flag is set before the send: the reply (and its turnComplete) can be dispatched by the
-            # reader before the send returns; a failed send ends the link and the turn is replayed anyway
-            if t.kind == "text":
-                if not t.end_sent:
-                    t.start_sent = t.end_sent = True
-                    await self._send(link, s.send_client_content(
-                        turns=types.Content(role="user", parts=[types.Part(text=t.text)]), turn_complete=True))
-                return
-            if not t.start_sent:
-                t.start_sent = True
-                if not await self._send(link, s.send_realtime_input(activity_start=types.ActivityStart())):
-                    return
-            while t.sent_upto < len(t.audio):
-                chunk = bytes(t.audio[t.sent_upto:t.sent_upto + REPLAY_CHUNK])
-                t.sent_upto += len(chunk)
-                if not await self._send(link, s.send_realtime_input(
-                        audio=types.Blob(data=chunk, mime_type=AUDIO_MIME))):
-                    return
-            if t.ended and not t.end_sent:
-                t.end_sent = True
-                await self._send(link, s.send_realtime_input(activity_end=types.ActivityEnd()))
-
-    # ---- the supervisor ----------------------------------------------------------------------------
-    def _client(self) -> genai.Client:
-        return build_client(self.cfg, self._api_key)
-
-    def _connect_config(self, handle: Handle | None) -> types.LiveConnectConfig:
-        try:
-            tools = list(self._tools() or [])
-        except Exception:
-            log.exception("the tools callable failed: connecting without tools")
-            tools = []
-        return connect_config(self.cfg, handle.value if handle else None, tools, self.profile)
-
-    def _emit(self, state: str, detail: str = "") -> None:
-        self._stats["state"] = state
-        try:
-            self.handler.on_connection(state, detail)
-        except Exception:
-            log.exception("handler.on_connection failed")
-
-    def _current_handle(self) -> Handle | None:
-        if not self._handle_loaded:
-            self._handle = self.store.load()
-            self._handle_loaded = True
-        h = self._handle
-        if h is not None and h.age() > self.cfg.handle_max_age_s:
-            log.info("the resumption handle is too old (%.0f s): starting a fresh session", h.age())
-            self._handle = h = None
-        return h
-
-    def _drop_handle(self) -> None:
-        self._handle = None
-        self._handle_loaded = True
-        self.store.clear()
-
-    async def _sleep(self, seconds: float) -> None:
-        wake = self._events()[0]
-        wake.clear()
-        if self._stopping:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, seconds)):
-                await wake.wait()
 
     async def run(self) -> None:
         """Connect, receive and reconnect until stop()."""
-        _, connected_evt, finished = self._events()
-        finished.clear()
-        no_key = missing_key(self.cfg.base_url, self._api_key)
-        if no_key:  # Google without a key: connect to nothing, say so until stopped
-            self._stats["last_error"] = no_key
-            log.error("Live session not started: %s", no_key)
-            self._emit("no_key", no_key)
-            try:
-                while not self._stopping:
-                    await self._sleep(3600)
-            finally:
-                self._stats["state"] = "stopped"
-                finished.set()
-            return
-        self._stats["state"] = "starting"
-        # in a thread: building the client imports its HTTP stack and loads the CA bundle (about 0.1 s),
-        # which would hold up the loop, and READY, at start-up
-        client = await asyncio.to_thread(self._client)
-        fallback_used = False
-        try:
-            while not self._stopping:
-                handle = None if self._force_fresh else self._current_handle()
-                self._force_fresh = False
-                self._emit("connecting", "resuming" if handle else "fresh session")
-                try:
-                    await self._connection(client, handle, connected_evt)
-                    fallback_used = False
-                    if self._stopping:
-                        break
-                    delay = self._after_link()
-                except Failure as f:
-                    self._stats["last_error"] = f.detail
-                    if f.kind == "rejected" and handle is not None and not fallback_used:
-                        fallback_used = True
-                        self._stats["resume_fallbacks"] += 1
-                        log.warning("the server refused the resumption handle (%s): starting a fresh session "
-                                    "(the conversation context is lost)", f.detail)
-                        self._drop_handle()
-                        self._force_fresh = True
-                        delay = 0.0
-                    elif f.kind == "auth":
-                        self._stats["auth_failures"] += 1
-                        log.error("the Live API refused the credentials (%s): retrying in %.1f s",
-                                  f.detail, self.cfg.auth_retry_s)
-                        self._emit("auth_failed", f.detail)
-                        delay = self.cfg.auth_retry_s
-                    elif f.kind in ("model", "setup"):
-                        delay = self._refused(f)
-                    else:
-                        if f.kind == "fresh" or (f.kind == "rejected" and handle is not None):
-                            self._drop_handle()
-                            self._force_fresh = True
-                        delay = self._backoff.next_delay()
-                        log.warning("Live connection failed (%s): retrying in %.2f s", f.detail, delay)
-                        self._emit("offline" if f.kind == "offline" else "disconnected", f.detail)
-                if delay > 0:
-                    await self._sleep(delay)
-        finally:
-            connected_evt.clear()
-            self._link = None
-            self._stats["state"] = "stopped"
-            finished.set()
+        await self._supervisor.run()
 
-    def _refused(self, f: Failure) -> float:
-        """The service refused the model or the setup: say what to fix, retry slowly (like auth)."""
-        if f.kind == "model":
-            self._stats["model_failures"] += 1
-            detail = (f"live.model {self.profile.name!r} is not available to this key ({f.detail}); fix: set "
-                      f"live.model to a Live model the key can use (`edgectl doctor` lists them; the default "
-                      f"is {DEFAULT_MODEL})")
-            state = "model_unavailable"
-        else:
-            self._stats["setup_refusals"] += 1
-            detail = (f"the service refused the setup for {self.profile.name} ({f.detail}); fix: check the "
-                      f"[live] keys against the model (README, Supported Live models)")
-            state = "setup_refused"
-        self._stats["last_error"] = detail
-        log.error("%s: retrying in %.1f s", detail, self.cfg.auth_retry_s)
-        self._emit(state, detail)
-        return self.cfg.auth_retry_s
+    async def stop(self) -> None:
+        await self._supervisor.stop()
 
-    def _after_link(self) -> float:
-        """Decide the delay after an established connection ended (from self._last_end)."""
-        kind, detail = self._last_end
-        if kind == "goaway" or kind == "stopping":
-            return 0.0
-        if kind == "fresh":
-            log.warning("the session ended with 1007 (%s): starting a fresh session", detail)
-            self._drop_handle()
-            self._force_fresh = True
-        if kind == "auth":
-            self._stats["auth_failures"] += 1
-            self._emit("auth_failed", detail)
-            return self.cfg.auth_retry_s
-        if kind == "model":
-            return self._refused(Failure("model", detail))
-        delay = self._backoff.next_delay()
-        log.info("Live connection lost (%s): reconnecting in %.2f s", detail, delay)
-        return delay
+    async def wait_connected(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        return await self._supervisor.wait_connected(timeout)
 
-    async def _connection(self, client: genai.Client, handle: Handle | None, connected_evt: asyncio.Event) -> None:
-        """One connection from connect to close.  Raises Failure when it could not be established."""
-        self._last_end = ("", "")
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                async with asyncio.timeout(self.cfg.connect_timeout_s):
-                    session = await stack.enter_async_context(
-                        client.aio.live.connect(model=self.cfg.model, config=self._connect_config(handle)))
-            except TimeoutError:
-                raise Failure("transient", f"no setupComplete within {self.cfg.connect_timeout_s:g} s") from None
-            except Exception as exc:
-                raise self._classify_connect(exc, handle) from None
-            link = _Link(session, resumed=handle is not None)
-            self._link = link
-            if self._stopping:  # stop() came while connecting
-                link.why = "stopping"
-                link.ended.set()
-            self._backoff.connected()
-            sid = getattr(session, "session_id", None)
-            self._stats["session_id"] = sid or self._stats["session_id"]
-            self._stats["resumes" if handle else "fresh_starts"] += 1
-            if self._stats["resumes"] + self._stats["fresh_starts"] > 1:
-                self._stats["reconnects"] += 1
-            log.info("Live session %s (%s)", "resumed" if handle else "started", sid or "no session id")
-            connected_evt.set()
-            self._emit("resumed" if handle else "connected", sid or "")
-            reader = asyncio.get_running_loop().create_task(self._reader(link))
-            try:
-                await self._on_new_link(link)
-                await self._wait_link(link)
-            finally:
-                connected_evt.clear()
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-                self._link = None
-                self._backoff.disconnected()
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(5):
-                        await stack.aclose()
-            self._finish_link(link, handle)
+    def reset_handle(self) -> None:
+        """Forget the persisted handle: the next connection starts a fresh session."""
+        self._handles.drop()
+        log.info("resumption handle forgotten: the next connection starts a fresh session")
 
-    def _finish_link(self, link: _Link, handle: Handle | None) -> None:
-        if self._stopping:
-            self._last_end = ("stopping", "")
-            return
-        if link.why == "goaway":
-            self._last_end = ("goaway", "")
-            return
-        code, reason = describe(link.error) if link.error else (None, link.why)
-        self._stats["last_close_code"], self._stats["last_close_reason"] = code, reason
-        self._stats["last_error"] = f"{code} {reason}" if code else reason
-        if self._turn is not None and link.reply_audio:
-            self._safe(self.handler.on_interrupted)  # the partial reply is dropped; the turn is replayed
-        self._emit("disconnected", f"{code} {reason}" if code else reason)
-        if link.messages == 0 and handle is not None and code not in (None, 1000, 1001, 1006):
-            if code != 1008 or about_handle(reason):
-                raise Failure("rejected", f"{code} {reason}", code)
-        if code == 1008 and about_model(reason):
-            self._last_end = ("model", f"{code} {reason}")
-        elif code == 1007:
-            self._last_end = ("fresh", f"{code} {reason}")
-        elif code == 1008 and not about_handle(reason):
-            self._last_end = ("auth", f"{code} {reason}")
-        else:
-            self._last_end = ("transient", f"{code} {reason}" if code else reason)
+    def retry_now(self) -> bool:
+        """While refused (auth failed, model or setup refused) try once now instead of waiting
+        ``live.auth_retry_s``; at most one such try per ``RETRY_NOW_MIN_S``; returns whether one was started."""
+        return self._supervisor.retry_now()
 
-    def _classify_connect(self, exc: BaseException, handle: Handle | None) -> Failure:
-        code, reason = describe(exc)
-        detail = f"{code} {reason}" if code else reason
-        self._stats["last_close_code"], self._stats["last_close_reason"] = code, reason
-        if isinstance(exc, InvalidStatus):
-            return Failure("auth" if code in (401, 403) else "transient", detail, code)
-        if isinstance(exc, genai_errors.APIError):
-            if code == 1008 and about_model(reason):
-                return Failure("model", detail, code)
-            if code == 1007 and about_setup(reason) and handle is None:
-                return Failure("setup", detail, code)
-            if code == 1008 and not about_handle(reason):
-                return Failure("auth", detail, code)
-            if handle is not None and code not in (1000, 1001, 1006):
-                return Failure("rejected", detail, code)
-            if code == 1007:
-                return Failure("fresh", detail, code)
-            return Failure("transient", detail, code)
-        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | ssl.SSLError):
-            return Failure("offline", detail)
-        if isinstance(exc, ConnectionRefusedError):
-            return Failure("offline", detail)
-        return Failure("transient", detail)
+    async def activity_start(self) -> None:
+        await self._sender.activity_start()
 
-    async def _on_new_link(self, link: _Link) -> None:
-        t = self._turn
-        if t is not None and t.start_sent:  # partly or wholly sent on the old connection: replay it
-            t.start_sent = t.end_sent = False
-            t.sent_upto = 0
-            t.replays += 1
-            self._stats["turns_replayed"] += 1
-            log.info("replaying the open turn on the new connection (%d bytes of audio%s)",
-                     len(t.audio), ", ended" if t.ended else "")
-        await self._flush_turn()
-        if self._pending_tool_responses:
-            responses, self._pending_tool_responses = self._pending_tool_responses, []
-            if link.resumed:
-                await self._send(link, link.session.send_tool_response(function_responses=responses))
-            else:
-                log.info("dropping %d tool responses meant for the previous session", len(responses))
+    async def send_audio(self, pcm16k: bytes) -> None:
+        await self._sender.send_audio(pcm16k)
 
-    async def _wait_link(self, link: _Link) -> None:
-        try:
-            await link.ended.wait()
-        finally:
-            if link.goaway_timer is not None:
-                link.goaway_timer.cancel()
+    async def activity_end(self) -> None:
+        await self._sender.activity_end()
 
-    def _goaway_deadline(self, link: _Link) -> None:
-        if not link.ended.is_set():
-            log.warning("GoAway deadline near with a turn in progress: reconnecting now (the turn is replayed)")
-            link.why = "goaway"
-            link.ended.set()
+    async def send_text(self, text: str) -> None:
+        await self._sender.send_text(text)
 
-    # ---- receiving ---------------------------------------------------------------------------------
-    def _safe(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("handler %s failed", getattr(fn, "__name__", fn))
+    async def send_context(self, text: str) -> None:
+        """Tell the model something without asking for a reply; dropped (and counted) while disconnected."""
+        await self._sender.send_context(text)
 
-    async def _reader(self, link: _Link) -> None:
-        try:
-            while not link.ended.is_set():
-                async for msg in link.session.receive():
-                    link.messages += 1
-                    await self._dispatch(link, msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # APIError (close), TypeError/ValueError (bad frame), ConnectionClosed...
-            if not link.ended.is_set():
-                link.error = exc
-                link.why = link.why or "receive failed"
-                link.ended.set()
+    async def send_tool_responses(self, responses: list[types.FunctionResponse]) -> None:
+        """Send tool results (``scheduling`` is dropped where the model does not take it)."""
+        await self._sender.send_tool_responses(responses)
 
-    def _turn_end(self, link: _Link, user_turn: bool) -> None:
-        info = TurnEnd(audio_bytes=link.gen_audio, tool_calls=link.gen_calls,
-                       pending_tool_calls=tuple(self._open_calls), interrupted=link.gen_interrupted,
-                       user_turn=user_turn)
-        if info.no_answer:
-            self._stats["no_answers"] += 1
-            log.info("turn complete without audio: %s", info.reason)
-        self._stats["last_turn"] = {"audio_bytes": info.audio_bytes, "tool_calls": info.tool_calls,
-                                    "pending_tool_calls": len(info.pending_tool_calls),
-                                    "no_answer": info.no_answer, "reason": info.reason}
-        fn = getattr(self.handler, "on_turn_end", None)
-        if fn is not None:
-            self._safe(fn, info)
-
-    def _maybe_goaway_now(self, link: _Link) -> None:
-        if link.goaway_deadline is not None and self._turn is None and not link.ended.is_set():
-            link.why = "goaway"
-            link.ended.set()
-
-    async def _dispatch(self, link: _Link, msg: types.LiveServerMessage) -> None:
-        h = self.handler
-        sc = msg.server_content
-        if sc is not None:
-            if sc.model_turn and sc.model_turn.parts:
-                for part in sc.model_turn.parts:
-                    if part.inline_data and part.inline_data.data:
-                        link.reply_audio = True
-                        link.gen_audio += len(part.inline_data.data)
-                        self._safe(h.on_audio, part.inline_data.data)
-            if sc.input_transcription and sc.input_transcription.text:
-                self._safe(h.on_transcript, "user", sc.input_transcription.text)
-            if sc.output_transcription and sc.output_transcription.text:
-                self._safe(h.on_transcript, "model", sc.output_transcription.text)
-            if sc.interrupted:
-                link.gen_interrupted = True
-                self._safe(h.on_interrupted)
-            if sc.generation_complete:
-                self._safe(h.on_generation_complete)
-            if sc.turn_complete:
-                t = self._turn
-                user_turn = t is not None and t.ended and t.end_sent
-                if user_turn:
-                    self._turn = None
-                self._turn_end(link, user_turn)
-                link.new_generation()
-                self._safe(h.on_turn_complete)
-                self._maybe_goaway_now(link)
-        if msg.tool_call and msg.tool_call.function_calls:
-            calls = list(msg.tool_call.function_calls)
-            link.gen_calls += len(calls)
-            for c in calls:
-                if c.id is not None:
-                    self._open_calls[c.id] = c.name or ""
-            while len(self._open_calls) > 64:  # bounded: a model that never sees answers cannot grow it
-                self._open_calls.pop(next(iter(self._open_calls)))
-            self._stats["tool_calls_running"] = len(self._open_calls)
-            self._safe(h.on_tool_call, calls)  # also mid-reply: the reply keeps streaming (NON_BLOCKING)
-        if msg.tool_call_cancellation and msg.tool_call_cancellation.ids:
-            for cid in msg.tool_call_cancellation.ids:
-                self._open_calls.pop(cid, None)
-            self._stats["tool_calls_running"] = len(self._open_calls)
-            self._safe(h.on_tool_cancel, list(msg.tool_call_cancellation.ids))
-        if msg.usage_metadata is not None:
-            self._stats["usage"] = msg.usage_metadata.model_dump(exclude_none=True, mode="json")
-        upd = msg.session_resumption_update
-        # resumable false (mid-generation or while tools run) may come with an empty or a stale handle:
-        # resuming there loses data (ai.google.dev/api/live#SessionResumptionUpdate), so keep ours
-        if upd is not None and upd.resumable is True and upd.new_handle:
-            handle = Handle(upd.new_handle, time.time(), self._stats["session_id"])
-            self._handle, self._handle_loaded = handle, True
-            try:
-                await asyncio.to_thread(self.store.save, handle)
-            except OSError as exc:
-                log.warning("cannot persist the resumption handle in %s: %s", self.store.path, exc)
-        if msg.go_away is not None:
-            left = _seconds(msg.go_away.time_left)
-            self._stats["goaways"] += 1
-            margin = min(max(0.5, left * 0.2), 5.0)
-            link.goaway_deadline = time.monotonic() + max(0.0, left - margin)
-            if link.goaway_timer is None:
-                link.goaway_timer = asyncio.get_running_loop().call_later(
-                    max(0.0, left - margin), self._goaway_deadline, link)
-            log.info("GoAway: %.1f s left; resuming %s", left,
-                     "now" if self._turn is None else "after the current turn")
-            self._maybe_goaway_now(link)
-
-
-def _seconds(value: Any) -> float:
-    if value is None:
-        return 10.0
-    if hasattr(value, "total_seconds"):
-        return float(value.total_seconds())
-    try:
-        return float(str(value).rstrip("s"))
-    except ValueError:
-        return 10.0
+    async def send_video(self, jpeg: bytes) -> None:
+        await self._sender.send_video(jpeg)

@@ -1,6 +1,6 @@
 """What goes on the wire when edged connects: the client, the setup, and how failures read.
 
-Kept apart from the session's supervisor (:mod:`edged.live.session`), which decides when to
+Kept apart from the session's supervisor (:mod:`edged.live.supervisor`), which decides when to
 connect; this module only says how.
 """
 
