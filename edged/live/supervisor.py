@@ -26,10 +26,12 @@ from websockets.exceptions import InvalidStatus
 
 from ..config import LiveConfig
 from ..secrets import Secret, missing_key
+from ..supervise import cancel_and_wait
 from .backoff import Backoff
 from .handler import LiveHandler, safe_call
 from .link import Link
 from .profiles import DEFAULT_MODEL, Profile
+from .reach import REFUSED
 from .receive import Receiver
 from .resumption import CurrentHandle, Handle
 from .sender import Sender
@@ -38,7 +40,7 @@ from .wire import Failure, about_handle, about_model, about_setup, build_client,
 log = logging.getLogger("edged.live.session")  # the name the session's messages have always had
 
 RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many seconds
-_REFUSED = ("auth_failed", "model_unavailable", "setup_refused")
+READER_STOP_S = 5.0  # a link's reader gets this long to stop when the link ends
 
 
 class LinkSupervisor:
@@ -84,7 +86,7 @@ class LinkSupervisor:
         """While the service refuses us (auth failed, model or setup refused) the session waits
         ``live.auth_retry_s`` between tries: try once now instead (a wake, ``edgectl reload``).  At most
         one such try per ``RETRY_NOW_MIN_S``; returns whether one was started."""
-        if self._stats["state"] not in _REFUSED or self._stopping:
+        if self._stats["state"] not in REFUSED or self._stopping:
             return False
         now = time.monotonic()
         if self._retry_now_at is not None and now - self._retry_now_at < RETRY_NOW_MIN_S:
@@ -274,9 +276,11 @@ class LinkSupervisor:
                 await self._wait_link(link)
             finally:
                 connected_evt.clear()
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                # bounded: a cancel the SDK swallows must not hang the reconnect (supervise.py)
+                if not await cancel_and_wait(reader, READER_STOP_S):
+                    log.warning("the Live reader did not stop within %.0f s; going on without it", READER_STOP_S)
+                elif not reader.cancelled():
+                    reader.exception()  # the reader's own end (the link's end is classified elsewhere)
                 self.link = None
                 self._backoff.disconnected()
                 with contextlib.suppress(Exception):
