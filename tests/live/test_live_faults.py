@@ -49,6 +49,39 @@ async def test_a_close_reason_longer_than_a_close_frame_is_cut_as_googles_are(em
     assert len(reason.encode()) == 123 and long.startswith(reason)
 
 
+async def test_a_reader_that_swallows_its_cancel_does_not_hang_the_reconnect(emu, runner, monkeypatch):
+    """A cancel can be lost inside a library (3.11's wait_for, gh-86296; see edged.supervise).  The
+    link's reader is stopped with cancel_and_wait, so a reader that ignores its cancels for a minute
+    holds the reconnect up for READER_STOP_S, not for that minute."""
+    import asyncio
+
+    from edged.live import receive, supervisor
+
+    read = receive.Receiver.read
+    release = asyncio.Event()  # set at the end, so the readers held up do not outlive the test
+
+    async def stubborn(self, link):
+        try:
+            await read(self, link)
+        finally:
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue
+
+    monkeypatch.setattr(receive.Receiver, "read", stubborn)
+    monkeypatch.setattr(supervisor, "READER_STOP_S", 0.5)
+    s, h = runner.start(live_cfg(emu))
+    assert await s.wait_connected(15)
+    await emu.drop()
+    await emu.wait_connections(2)
+    try:
+        await until(lambda: s.status()["reconnects"] == 1 and s.connected, what="reconnected", timeout=15)
+    finally:
+        release.set()
+
+
 async def test_tcp_drop_1006_resumes(emu, runner):
     s, h = runner.start(live_cfg(emu))
     assert await s.wait_connected(15)
