@@ -1,22 +1,15 @@
 """The bench empties the page cache before its memory steps (bench/run_all.py): VmRSS counts the
 file pages fault-around maps from the cache, so a venv made minutes before measured 5 MB more."""
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from tests.test_vm_bench import _load
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _run_all():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_run_all", BENCH / "run_all.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(BENCH))
+    return _load("run_all", BENCH)
 
 
 def test_the_cache_is_emptied_through_drop_caches_or_the_run_says_it_was_not(tmp_path):

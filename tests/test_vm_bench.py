@@ -19,14 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 VM = ROOT / "scripts" / "vm"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"vmbench_{name}", VM / f"{name}.py")
+def _load(name: str, folder: Path = VM):
+    """A script's module from ``folder`` (not a package), its folder on sys.path while it loads."""
+    spec = importlib.util.spec_from_file_location(f"{folder.name}_{name}", folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(VM))
+    sys.path.insert(0, str(folder))
     try:
         spec.loader.exec_module(mod)
     finally:
-        sys.path.remove(str(VM))
+        sys.path.remove(str(folder))
     return mod
 
 

@@ -50,8 +50,8 @@ LIGHT_LINE, BUTTON_LINE = 17, 27
 OPERATOR, OUTSIDER = "vmoperator", "vmoutsider"
 SCENARIO_LIMIT_S = 240.0
 # The uninstall row is bound by disk waits (the venv's thousands of files, a scan of the whole disk):
-# 13-15 s of host time in CI runs, but up to 600 s of the guest's clock, which jumps ahead while the
-# guest waits (waits.py).  Its two steps get 300 s each, on both clocks.
+# 13-34 s of host time, but up to 761 s of the guest's clock, which jumps ahead while the guest
+# waits (waits.py).  Its two steps get 300 s each, on both clocks.
 IO_BOUND_S = 300.0
 LIMITS_S = {"uninstall": 2 * IO_BOUND_S + 60}
 

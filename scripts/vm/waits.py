@@ -97,6 +97,13 @@ class Deadline:
         return f"guest clock {self.guest_seen:.0f} s, host clock {host}"
 
 
+def _late(p: subprocess.Popen[Any], shown: str, timeout: float, deadline: Deadline) -> Fail:
+    """Kill ``p``, which outlived ``timeout`` on both clocks, and say so (for the caller to raise)."""
+    p.kill()
+    p.wait()
+    return Fail(f"`{shown}` still running after {timeout:.0f} s ({deadline.describe()})")
+
+
 def sh(cmd: str | list[str], *, check: bool = True, timeout: float = 120, user: str | None = None,
        env: dict[str, str] | None = None, text: bool = True, poll: float = 1.0) -> subprocess.CompletedProcess[Any]:
     """Run ``cmd`` (a string goes to bash), capture its output, fail naming it if it exits non-zero
@@ -114,9 +121,7 @@ def sh(cmd: str | list[str], *, check: bool = True, timeout: float = 120, user: 
                 break
             except subprocess.TimeoutExpired:
                 if deadline.passed():
-                    p.kill()
-                    p.communicate()
-                    raise Fail(f"`{shown}` still running after {timeout:.0f} s ({deadline.describe()})") from None
+                    raise _late(p, shown, timeout, deadline) from None
     r = subprocess.CompletedProcess(args, p.returncode, out, err)
     if check and r.returncode != 0:
         said = r.stderr or r.stdout
@@ -145,9 +150,7 @@ def sh_stamped(cmd: list[str], *, timeout: float, poll: float = 1.0) -> subproce
                 p.wait(timeout=poll)
             except subprocess.TimeoutExpired:
                 if deadline.passed():
-                    p.kill()
-                    p.wait()
-                    raise Fail(f"`{' '.join(cmd)}` still running after {timeout:.0f} s ({deadline.describe()})") from None
+                    raise _late(p, " ".join(cmd), timeout, deadline) from None
         reader.join(10)
     return subprocess.CompletedProcess(cmd, p.returncode, "".join(lines), "")
 
