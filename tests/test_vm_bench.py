@@ -3,6 +3,7 @@ the result table's verdicts.  The bench itself runs in qemu (scripts/vm-test), n
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -84,6 +85,41 @@ def test_every_break_names_rows_the_runner_has():
     rows = {name for name, _d, _f in runner.SCENARIOS}
     for name, (_what, breaks_rows) in host.load_breaks().items():
         assert breaks_rows and set(breaks_rows) <= rows, name
+
+
+def _imported(path: Path) -> set[str]:
+    """The modules a file imports anywhere in it (functions and ``if TYPE_CHECKING:`` included)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            out.add(node.module or "")
+    return out
+
+
+def test_the_guest_runner_modules_import_one_way_and_only_the_standard_library():
+    """runner.py runs on the guest's Debian python3 before edged is installed, with scripts/vm first on
+    sys.path: it and the modules beside it that it loads may import each other (without a circle),
+    the standard library, and edged.control_client from the source tree (for status())."""
+    from tests.test_imports import cycles
+
+    siblings = {p.stem for p in VM.glob("*.py")}
+    graph = {name: _imported(VM / f"{name}.py") for name in siblings}
+    loaded, todo = set(), ["runner"]
+    while todo:
+        name = todo.pop()
+        if name not in loaded:
+            loaded.add(name)
+            todo.extend(m for m in graph[name] if m in siblings)
+    assert {"waits", "breaks", "harness", "rows_service", "rows_devices", "rows_security"} <= loaded
+    assert "host" not in loaded  # the host's side stays on the host
+    found = cycles({n: {m for m in graph[n] if m in loaded} for n in loaded})
+    assert found == [], f"import circles among scripts/vm's guest modules: {found}"
+    outside = {m for n in loaded for m in graph[n] if m not in siblings}
+    foreign = sorted(m for m in outside if m.split(".")[0] not in sys.stdlib_module_names
+                     and m not in ("__future__", "edged.control_client"))
+    assert foreign == [], f"the guest's runner imports what Debian's python3 does not have: {foreign}"
 
 
 def _results(*rows, **extra):
