@@ -289,7 +289,7 @@ class Conversation:
                 fields["CLOSE_CODE"] = st["last_close_code"]
         log.info("live %s %s", state, detail, extra={"fields": fields})
         self.reach.update(state, detail)
-        if state in DOWN:  # offline, auth_failed, model_unavailable, setup_refused, no_key
+        if state in DOWN:  # offline, auth_failed, model_unavailable, setup_refused, no_key, no_ca
             # model_unavailable / setup_refused / no_key: the detail names what to fix (LiveSession)
             self._live_problem = f"{state}: {detail}" if detail else state
             self._ports.problem("live", self._live_problem)

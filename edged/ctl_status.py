@@ -135,6 +135,7 @@ LIVE_FIXES = {
     "auth_failed": "check the API key (`edgectl doctor`), then `edgectl reload`",
     "offline": "check the network and DNS (`edgectl doctor`)",
     "no_key": "put the API key in /etc/edged/gemini-api-key (root, 0600), then `edgectl reload`",
+    "no_ca": "point live.ca_file at a PEM file of CA certificates (or leave it empty), then `edgectl reload`",
 }
 
 

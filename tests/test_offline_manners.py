@@ -39,7 +39,7 @@ def test_reach_connected_reconnecting_offline():
     assert r.verdict()[0] == "connected"
 
 
-@pytest.mark.parametrize("state", ["offline", "auth_failed", "model_unavailable", "setup_refused", "no_key"])
+@pytest.mark.parametrize("state", ["offline", "auth_failed", "model_unavailable", "setup_refused", "no_key", "no_ca"])
 def test_reach_down_states_are_offline_at_once_and_through_retries(state):
     clock = Clock()
     r = Reach(grace_s=10.0, clock=clock)

@@ -48,7 +48,7 @@ class LiveHandler(Protocol):
 
     Optional (called when the handler has it): ``on_turn_end(info: TurnEnd)`` before ``on_turn_complete``.
     Connection states given to ``on_connection``: connecting, connected, resumed, disconnected, offline,
-    auth_failed, model_unavailable, setup_refused.
+    auth_failed, model_unavailable, setup_refused, no_key, no_ca.
     """
 
     def on_audio(self, pcm24k: bytes) -> None: ...

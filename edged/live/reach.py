@@ -10,7 +10,7 @@ the last one and when the session was last connected, and answers ``verdict()``:
   session and sent (replayed) on the new connection, as after any reconnect.
 - ``offline``: the service cannot be reached or refused us: ``offline`` (the network is down, the
   address refused: the session's connect failed with an OS error), ``auth_failed``,
-  ``model_unavailable``, ``setup_refused``, ``no_key``, or no connection for ``grace_s`` or more (a
+  ``model_unavailable``, ``setup_refused``, ``no_key``, ``no_ca`` (``live.ca_file`` unusable), or no connection for ``grace_s`` or more (a
   reconnect that keeps failing).  Once one of these came, the verdict stays ``offline`` through the
   session's retries (``connecting``) until a connection is open again.  A wake then plays the
   "offline" cue and opens no turn.
@@ -29,7 +29,7 @@ RECONNECT_GRACE_S = 10.0
 
 CONNECTED = ("connected", "resumed")
 # states that say the service is not there for us: a wake is answered with the "offline" cue
-DOWN = ("offline", "auth_failed", "model_unavailable", "setup_refused", "no_key")
+DOWN = ("offline", "auth_failed", "model_unavailable", "setup_refused", "no_key", "no_ca")
 # refusals the session retries only every live.auth_retry_s; retry_now() may shorten that wait
 REFUSED = ("auth_failed", "model_unavailable", "setup_refused")
 

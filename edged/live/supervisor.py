@@ -35,7 +35,16 @@ from .reach import REFUSED
 from .receive import Receiver
 from .resumption import CurrentHandle, Handle
 from .sender import Sender
-from .wire import Failure, about_handle, about_model, about_setup, build_client, connect_config, describe
+from .wire import (
+    Failure,
+    TrustError,
+    about_handle,
+    about_model,
+    about_setup,
+    build_client,
+    connect_config,
+    describe,
+)
 
 log = logging.getLogger("edged.live.session")  # the name the session's messages have always had
 
@@ -159,12 +168,10 @@ class LinkSupervisor:
                 finished.set()
             return
         self._stats["state"] = "starting"
-        # in a thread: building the client imports its HTTP stack and loads the CA bundle (about 0.1 s),
-        # which would hold up the loop, and READY, at start-up
-        client = await asyncio.to_thread(self._client)
         fallback_used = False
         try:
-            while not self._stopping:
+            client = await self._make_client()
+            while client is not None and not self._stopping:
                 handle = None if self._force_fresh else self._handles.get()
                 self._force_fresh = False
                 self._emit("connecting", "resuming" if handle else "fresh session")
@@ -206,6 +213,28 @@ class LinkSupervisor:
             self.link = None
             self._stats["state"] = "stopped"
             finished.set()
+
+    async def _make_client(self) -> genai.Client | None:
+        """The SDK client, or None once stopping.  While ``live.ca_file`` cannot be used the session
+        says so (state ``no_ca``) and tries again on its backoff: the file may yet appear (a CA that
+        is written after the daemon starts, a mount that comes late)."""
+        said = ""
+        while not self._stopping:
+            try:
+                # in a thread: building the client imports its HTTP stack and loads the CA bundle
+                # (about 0.1 s), which would hold up the loop, and READY, at start-up
+                return await asyncio.to_thread(self._client)
+            except TrustError as exc:
+                detail = f"{exc}; fix: point live.ca_file at a PEM file of CA certificates, then `edgectl reload`"
+                self._stats["last_error"] = detail
+                delay = self._backoff.next_delay()
+                if detail != said:  # once per new reason, not on every retry
+                    log.error("Live session not started: %s (trying again every %.0f s or less)",
+                              detail, self.cfg.backoff_max_s)
+                    said = detail
+                    self._emit("no_ca", detail)
+                await self._sleep(delay)
+        return None
 
     def _refused(self, f: Failure) -> float:
         """The service refused the model or the setup: say what to fix, retry slowly (like auth)."""

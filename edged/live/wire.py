@@ -25,13 +25,31 @@ REPLAY_CHUNK = 32000  # bytes of 16 kHz audio per message when replaying (1 s)
 MAX_SIZE = 16 * 1024 * 1024  # replies can carry large audio chunks; the SDK's default is 1 MiB
 
 
+class TrustError(Exception):
+    """``live.ca_file`` cannot be read as TLS trust (missing, unreadable, not PEM certificates)."""
+
+
+def trust(cfg: LiveConfig) -> ssl.SSLContext | None:
+    """The TLS context for ``live.ca_file`` (None: the system's trust).  Raises :class:`TrustError`
+    naming the key, the file and the reason."""
+    if not cfg.ca_file:
+        return None
+    try:
+        return ssl.create_default_context(cafile=cfg.ca_file)
+    except OSError as exc:  # ssl.SSLError (not PEM, no certificate) is an OSError too
+        reason = exc.strerror if exc.strerror and not isinstance(exc, ssl.SSLError) else (exc.reason or str(exc))
+        raise TrustError(f"live.ca_file {cfg.ca_file}: cannot be used as TLS trust: {reason}") from None
+
+
 def build_client(cfg: LiveConfig, api_key: Secret | None) -> genai.Client:
-    """The SDK client: TLS trust from ``live.ca_file``, keep-alive pings, a large message limit."""
+    """The SDK client: TLS trust from ``live.ca_file``, keep-alive pings, a large message limit.
+    Raises :class:`TrustError` when that file cannot be used."""
     args: dict[str, Any] = {"max_size": MAX_SIZE, "ping_timeout": cfg.ping_timeout_s,
                             "ping_interval": cfg.ping_interval_s or None,
                             "logger": ws_logger("edged.live.websockets")}
-    if cfg.ca_file:
-        args["ssl"] = ssl.create_default_context(cafile=cfg.ca_file)
+    context = trust(cfg)
+    if context is not None:
+        args["ssl"] = context
     if api_key is not None:
         register(api_key)  # the log filters scrub it wherever it might appear
     key = api_key.reveal() if api_key is not None else PLACEHOLDER_KEY

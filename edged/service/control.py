@@ -156,6 +156,13 @@ class EventHub:
 
 
 # -- server --------------------------------------------------------------------------------
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 class ControlServer:
     """``start()`` binds ``path`` (mode 0660, group ``group`` or the daemon's own group);
     ``stop()`` closes every connection and removes the file."""
@@ -204,11 +211,10 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.path),
                                                        limit=self.max_request_bytes + 1)
         os.chmod(self.path, self.socket_mode)
-        try:
-            os.chown(self.path, -1, self._gid)
-        except OSError as exc:
-            log.warning("cannot give %s to group %s: %s", self.path, self.group or self._gid, exc.strerror)
         st = os.stat(self.path)
+        if st.st_gid != self._gid:  # the default (our own group) needs no chown, which the unit forbids
+            self._give_to_group(st.st_gid)
+            st = os.stat(self.path)
         self._inode = (st.st_dev, st.st_ino)
         log.info("control socket listening on %s", self.path)
 
@@ -240,6 +246,17 @@ class ControlServer:
                 "status_lane": self._pools["lane"], "open": len(self._tasks), "requests": self.requests,
                 "errors": self.errors, "refused": self.refused, "denied": self.denied, "busy": self.busy,
                 "dropped_subscribers": self.dropped_subscribers}
+
+    def _give_to_group(self, current_gid: int) -> None:
+        try:
+            os.chown(self.path, -1, self._gid)
+        except OSError as exc:
+            here, wanted = _group_name(current_gid), self.group or _group_name(self._gid)
+            log.error("control.group %r not applied: %s stays in group %r (%s). A process may give a file only "
+                      "to a group it is in, and edged.service's system-call filter forbids chown: add the "
+                      "people who use edgectl to group %r (usermod -aG %s USER), or give the unit a drop-in "
+                      "with SupplementaryGroups=%s and SystemCallFilter=@chown",
+                      wanted, self.path, here, exc.strerror, here, here, wanted)
 
     @staticmethod
     def _resolve_group(name: str, key: str) -> int:

@@ -44,6 +44,9 @@ if [ -n "$WHEELS" ]; then
   log "pre-seeding /opt/edged/venv from $WHEELS"
   mkdir -p "$root/tmp/wheels" && cp "$WHEELS"/*.whl "$WHEELS/requirements.txt" "$root/tmp/wheels/"
   in_root python3 -m venv --system-site-packages /opt/edged/venv
+  # as scripts/install does when it makes the venv: pip brought up to date (from the wheelhouse)
+  in_root /opt/edged/venv/bin/python -m pip install -q --disable-pip-version-check --no-index \
+    --find-links /tmp/wheels --upgrade pip
   in_root /opt/edged/venv/bin/python -m pip install -q --disable-pip-version-check --no-index \
     --find-links /tmp/wheels -r /tmp/wheels/requirements.txt
   # and, as on that Pi, the stack's PYTHONOPTIMIZE=2 byte code where the unit reads it: the guest's

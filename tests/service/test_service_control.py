@@ -36,6 +36,50 @@ def test_socket_file_mode_and_removal(sock_path):
     assert not sock_path.exists()
 
 
+def _refuse_chown(monkeypatch) -> list[tuple]:
+    """edged.service's SystemCallFilter (~@privileged) answers chown with EPERM: the same answer here."""
+    calls: list[tuple] = []
+
+    def chown(*args):
+        calls.append(args)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", chown)
+    return calls
+
+
+def test_the_default_group_needs_no_chown(sock_path, monkeypatch, caplog):
+    """The socket is born in the service's own group: asking for that group again is a chown the unit
+    forbids, which logged a warning at every start under systemd (seen in the VM bench's journal)."""
+    calls = _refuse_chown(monkeypatch)
+    srv = ThreadedServer(sock_path).start()
+    try:
+        assert os.stat(sock_path).st_gid == os.getegid()
+        assert calls == []
+        assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+        assert ok(sock_path, n=1)["ok"]
+    finally:
+        srv.stop()
+
+
+def test_a_control_group_the_service_may_not_give_says_what_to_do(sock_path, monkeypatch, caplog):
+    other = "daemon"  # a group in every Debian; the socket is born in root's group here
+    calls = _refuse_chown(monkeypatch)
+    srv = ThreadedServer(sock_path, group=other).start()
+    try:
+        assert calls and calls[0][2] != os.getegid()
+        assert os.stat(sock_path).st_gid == os.getegid()  # where it stays
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1, errors
+        text = errors[0]
+        assert text.startswith(f"control.group '{other}' not applied: {sock_path} stays in group 'root'")
+        assert "Operation not permitted" in text and "usermod -aG root USER" in text
+        assert f"SupplementaryGroups={other} and SystemCallFilter=@chown" in text
+        assert ok(sock_path, n=1)["ok"]  # the daemon's own side still works
+    finally:
+        srv.stop()
+
+
 def ok(path, cmd="echo", **args):
     return ControlClient(path, timeout=20).call(cmd, **args)
 

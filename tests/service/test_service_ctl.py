@@ -367,3 +367,20 @@ def test_gpio_list_shows_id_and_friendly_name(daemon, capsys):
         daemon.client.call("gpio.set", name="kitchen_light", value=False)
         rig.config_path.write_text(original)
         daemon.client.request("reload")
+
+
+def test_edgectl_talks_to_the_daemon_without_importing_asyncio(daemon):
+    """edgectl uses the blocking face of the control client; asyncio (the other face's) was most of
+    its start-up: 130 of 200 ms in the VM bench's guest, which is what a slow board pays on every
+    command.  In a fresh process: `edgectl --json status` and `gpio list` answer, asyncio stays out."""
+    code = (
+        "import json, sys\n"
+        "from edged.ctl import main\n"
+        f"argv = ['--socket', {str(daemon.rig.socket)!r}, '--json']\n"
+        "codes = [main(argv + ['status']), main(argv + ['gpio', 'list'])]\n"
+        "sys.stderr.write(json.dumps({'codes': codes, 'asyncio': 'asyncio' in sys.modules}))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    seen = json.loads(p.stderr.strip().splitlines()[-1])
+    assert seen["codes"] == [0, 0], p.stdout[-1000:]
+    assert '"state"' in p.stdout
+    assert seen["asyncio"] is False
