@@ -110,6 +110,15 @@ def _imported(path: Path) -> set[str]:
     return out
 
 
+def test_only_runs_the_rows_named_after_start_ready_which_starts_the_daemon():
+    runner = _load("runner")
+    names = [n for n, _d, _f in runner.SCENARIOS]
+    assert [n for n, _d, _f in runner.chosen(set())] == names
+    assert [n for n, _d, _f in runner.chosen({"watchdog_resume"})] == ["start_ready", "watchdog_resume"]
+    assert [n for n, _d, _f in runner.chosen({"uninstall", "reload"})] == ["start_ready", "reload", "uninstall"]
+    assert [n for n, _d, _f in runner.chosen({"start_ready"})] == ["start_ready"]
+
+
 def test_the_guest_runner_modules_import_one_way_and_only_the_standard_library():
     """runner.py runs on the guest's Debian python3 before edged is installed, with scripts/vm first on
     sys.path: it and the modules beside it that it loads may import each other (without a circle),
