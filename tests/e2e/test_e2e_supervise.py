@@ -1,14 +1,16 @@
 """A long-lived task of the daemon that dies is named, restarted with backoff, stops the watchdog's
 pings while it crash-loops, and recovers once its cause is gone.
 
-In the test's own process (the sender made to crash), and in the real ``edged run`` started with a
-``live.ca_file`` that cannot be read (the Live supervisor crashes at each start), repaired by
-editing the file and ``reload``."""
+In the test's own process (the sender made to crash), and in the real ``edged run`` whose Live task
+crashes at each start (a fault put in by tests/faults/sitecustomize.py while a flag file exists),
+repaired by removing the fault and a ``reload`` that rebuilds the Live part."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import tomli_w
 
@@ -20,6 +22,8 @@ from tests.service.notify_receiver import NotifyReceiver
 from tests.waiting import status_until
 
 from .test_e2e_inproc import speaker
+
+FAULTS = Path(__file__).resolve().parents[1] / "faults"
 
 
 def _why(st: dict) -> str:
@@ -100,19 +104,22 @@ async def test_a_crashing_sender_is_shown_restarted_with_backoff_and_recovers(tm
         rx.stop()
 
 
-async def test_real_daemon_with_an_unreadable_ca_file_shows_the_crash_backs_off_and_recovers_on_reload(
+async def test_real_daemon_whose_live_task_crashes_shows_it_backs_off_and_recovers_on_reload(
         tmp_path, models_dir):
     rx = NotifyReceiver(tmp_path / "notify.sock")
     rx.start()
-    missing = tmp_path / "no-such-ca.pem"
-    rig = Rig(tmp_path / "rig", models_dir, speed=0, overrides={"live": {"ca_file": str(missing)}},
-              env={"NOTIFY_SOCKET": rx.address, "WATCHDOG_USEC": "1000000"})
+    fault = tmp_path / "live-fault"
+    fault.touch()
+    pythonpath = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
+    rig = Rig(tmp_path / "rig", models_dir, speed=0,
+              env={"NOTIFY_SOCKET": rx.address, "WATCHDOG_USEC": "1000000", "PYTHONPATH": pythonpath,
+                   "EDGED_TEST_LIVE_FAULT": str(fault)})
     try:
         await rig.start()
         st = await rig.wait_state("error", timeout=20)
         cause = st["problems"]["task:live"]
-        assert cause.startswith("the Live supervisor crashed: FileNotFoundError: [Errno 2] No such file or directory "
-                                "(in build_client, edged/live/wire.py:"), cause
+        assert cause.startswith("the Live supervisor crashed: RuntimeError: injected: the Live client cannot be "
+                                "built (in _make_client, edged/live/supervisor.py:"), cause  # the deepest of edged's own frames
         assert st["why"] == "error (task:live)" and st["live"]["connected"] is False
         # restarts over time: counted in status, spaced by a growing backoff (0.5 s doubling)
         t0, r0 = time.monotonic(), st["tasks"]["live"]["restarts"]
@@ -137,10 +144,12 @@ async def test_real_daemon_with_an_unreadable_ca_file_shows_the_crash_backs_off_
         # crash-looping (5 in a row): no more watchdog pings
         await status_until(rig, lambda s: s["tasks"]["live"]["streak"] >= 5, "5 crashes in a row", 40, detail=_why)
         assert await no_pings_for(rx, 2.0, 0.5)
-        # root fixes the file and reloads: the Live part is rebuilt, connects, the error is gone
+        # the cause goes, root changes a [live] key and reloads: the Live part is rebuilt, connects,
+        # the error is gone
         assert rig.emu is not None
+        fault.unlink()
         cfg = rig.config_dict()
-        cfg["live"]["ca_file"] = str(rig.emu.ca_file)
+        cfg["live"]["backoff_max_s"] = 5.0
         rig.config_path.write_text(tomli_w.dumps(cfg))
         answer = await rig.request("reload")
         assert answer["ok"], answer
