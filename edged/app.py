@@ -27,7 +27,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,10 +48,10 @@ from .service.notify import Notifier
 from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
 from .status import StatusReport
-from .supervise import Supervisor, Watched, cancel_and_wait
+from .stopping import Bounded, quietly
+from .supervise import Supervisor
 
 if TYPE_CHECKING:
-    from .audio.device import Worker
     from .audio.playback import Player
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class App:
                                    started_at=self.started_at)
         self._groups: dict[str, AsyncExitStack] = {}
         self._shown: tuple[State, bool] | None = None
-        self._deadline = Deadline(0.0)  # the current stop's (shutdown or reload): read by the group closers
+        self._bounded = Bounded()  # the current stop's deadline, and its bounded steps (stopping.py)
         self._stopped = False
 
     # ---- ports -----------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class App:
         stack = self._groups.pop(name, None)
         if stack is None:
             return
-        self._deadline = deadline
+        self._bounded.deadline = deadline
         try:
             await stack.aclose()
         except Exception as exc:  # one part failing to stop must not keep the others running
@@ -226,9 +226,9 @@ class App:
                 self.ports.problem("gpio", str(exc))
                 p.gpio = None
             else:
-                stack.callback(_quietly, "releasing GPIO", p.gpio.stop)  # outputs to safe values, pins freed
+                stack.callback(quietly, "releasing GPIO", p.gpio.stop)  # outputs to safe values, pins freed
         p.lights = parts.build_lights(p.gpio, self.cfg.gpio.status_led)
-        stack.callback(_quietly, "status LED", p.lights.close)
+        stack.callback(quietly, "status LED", p.lights.close)
         self._shown = None
         if p.camera is not None:
             camera = p.camera
@@ -237,19 +237,19 @@ class App:
                 self.ports.problem("camera", None)
             except Exception as exc:  # the tools answer "no camera" and status says why
                 self.ports.problem("camera", str(exc))
-            stack.push_async_callback(self._bounded, "camera", lambda: asyncio.to_thread(camera.stop))
+            stack.push_async_callback(self._bounded.part, "camera", lambda: asyncio.to_thread(camera.stop))
         tools = p.tools
-        stack.push_async_callback(self._bounded, "tools", tools.close)
+        stack.push_async_callback(self._bounded.part, "tools", tools.close)
         self._status_changed()  # the new LED shows the current state
 
     async def _open_player(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
         player, volume = p.player, p.volume
         await asyncio.to_thread(volume.start)  # the kept level (state dir), the mixer if configured
-        stack.callback(_quietly, "volume", volume.stop)
+        stack.callback(quietly, "volume", volume.stop)
         await self._load_cues(player)
         player.start()
-        stack.push_async_callback(self._join, player)
+        stack.push_async_callback(self._bounded.join, player)
         self.ringer.player_started()  # a new player rings on while something rings
 
     async def _open_timers(self, stack: AsyncExitStack) -> None:
@@ -260,7 +260,7 @@ class App:
         except Exception as exc:  # the rest of the speaker works; the model's calls answer the error
             self.ports.problem("timers", f"timers: {exc}")
             return
-        stack.push_async_callback(self._bounded, "timers", timers.stop)
+        stack.push_async_callback(self._bounded.part, "timers", timers.stop)
 
     async def _load_cues(self, player: Player) -> None:
         cues = parts.build_cues(self.cfg)
@@ -272,7 +272,7 @@ class App:
         p = self.running_parts()
         capture, ear = p.capture, p.ear
         ear.start()
-        stack.push_async_callback(self._join, capture, ear)  # capture stops first: no frame is left half-read
+        stack.push_async_callback(self._bounded.join, capture, ear)  # capture stops first: no frame is left half-read
         capture.set_muted(self.conv.muted)
         capture.start()
 
@@ -282,14 +282,14 @@ class App:
 
         async def stop() -> None:
             watched.retire()  # run() returns once stopped: that is no crash
-            await self._bounded("the Live session", live.stop, 2.0)
-            await watched.stop(self._deadline)
+            await self._bounded.part("the Live session", live.stop, 2.0)
+            await watched.stop(self._bounded.deadline)
 
         stack.push_async_callback(stop)
 
     async def _open_conversation(self, stack: AsyncExitStack) -> None:
         self.conv.start(self._watch)
-        stack.push_async_callback(self._bounded, "conversation", self.conv.stop)
+        stack.push_async_callback(self._bounded.part, "conversation", self.conv.stop)
 
     async def _open_mqtt(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -297,10 +297,10 @@ class App:
         if bridge is None or announcer is None:
             return
         watched = self.supervisor.watch("announce", announcer.run, "the announcer")
-        stack.push_async_callback(self._stop_watched, watched)
+        stack.push_async_callback(self._bounded.watched, watched)
         await bridge.start(self._watch)  # returns at once, also when the broker is down (it keeps retrying)
         # publishes `offline` and disconnects, bounded by what is left of the deadline
-        stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
+        stack.push_async_callback(self._bounded.part, "mqtt", lambda: bridge.stop(self._bounded.deadline.left(1.0)), 1.5)
 
     async def _open_control(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -314,35 +314,14 @@ class App:
             self.ports.problem("control", f"control socket {self.cfg.control.socket}: {exc}")
             p.control = None
             return
-        stack.push_async_callback(self._bounded, "control", server.stop, 1.0)
+        stack.push_async_callback(self._bounded.part, "control", server.stop, 1.0)
 
     async def _open_watchdog(self, stack: AsyncExitStack) -> None:
         if not self.notifier.watchdog_interval():
             return
         checks = [self._capture_alive, self.loop_tasks_alive]
         watched = self.supervisor.watch("watchdog", lambda: self.notifier.run_watchdog(checks), "the watchdog")
-        stack.push_async_callback(self._stop_watched, watched)
-
-    async def _stop_watched(self, watched: Watched) -> None:
-        await watched.stop(self._deadline)
-
-    async def _bounded(self, what: str, stop: Callable[[], Awaitable[object]], cap: float | None = None) -> None:
-        """Run a part's ``stop()`` for at most its share of the deadline.  Not ``wait_for``: on a timeout,
-        3.11's waits for the cancelled stop without a bound (see supervise.cancel_and_wait)."""
-        task = asyncio.ensure_future(stop())
-        await asyncio.wait([task], timeout=self._deadline.left(cap))
-        if not task.done():
-            log.warning("stopping %s: not done by the deadline", what)
-            await cancel_and_wait(task, min(0.2, self._deadline.left()))
-        elif not task.cancelled() and task.exception() is not None:
-            log.warning("stopping %s: %s", what, task.exception())
-
-    async def _join(self, *workers: Worker) -> None:
-        """Join threads in parallel until the deadline (their stop events are set already)."""
-        for w in workers:
-            w.request_stop()
-        left = self._deadline.left()
-        await asyncio.gather(*(asyncio.to_thread(w.join, left) for w in workers))
+        stack.push_async_callback(self._bounded.watched, watched)
 
     def running_parts(self) -> Parts:
         assert self.parts is not None, "not started"
@@ -473,10 +452,3 @@ class App:
 
     def status(self) -> dict[str, Any]:
         return self.report.status()
-
-
-def _quietly(what: str, fn: Callable[[], object]) -> None:
-    try:
-        fn()
-    except Exception as exc:
-        log.warning("%s: %s", what, exc)
