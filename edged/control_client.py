@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     import asyncio
 
 from .errors import ControlError, NotRunningError
+from .paths import DEFAULT_SOCKET
 
-DEFAULT_SOCKET = "/run/edged/control.sock"
 START_HINT = "start it with `systemctl start edged` (or `edged run --config FILE` in a terminal)"
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ctl_status
+from . import ctl_status, paths
 from .control_client import DEFAULT_SOCKET, ControlClient, DaemonError, result
 from .errors import EX_ERROR, EX_OK, EX_USAGE, ControlError, EdgedError
 
@@ -131,14 +131,7 @@ def gpio_value(text: str) -> bool | float | str:
 
 
 def socket_path(args: argparse.Namespace) -> str:
-    if args.socket:
-        return args.socket
-    from . import config  # noqa: PLC0415 - pydantic import only when needed
-
-    try:
-        return config.load(args.config, check_files=False).control.socket
-    except EdgedError:
-        return DEFAULT_SOCKET
+    return args.socket or paths.control_socket(args.config)
 
 
 def _print(result: Any, as_json: bool) -> None:

@@ -14,11 +14,12 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError, ConfigErrors
 from ..live import profiles
+from ..paths import DEFAULT_CONFIG, config_path
 from .schema import CUE_NAMES, Config, GpioConfig, GpioDevice, MqttConfig, _drop_none, _pin_key, device_id
 
 log = logging.getLogger("edged.config")  # the name its warnings have always been logged under
 
-DEFAULT_PATH = "/etc/edged/edged.toml"
+DEFAULT_PATH = DEFAULT_CONFIG
 
 
 def _loc(loc: tuple[Any, ...], data: Any) -> str:
@@ -197,7 +198,7 @@ def _mqtt_check(m: MqttConfig) -> list[tuple[str, str]]:
 
 
 def default_path() -> str:
-    return os.environ.get("EDGED_CONFIG") or DEFAULT_PATH
+    return config_path()
 
 
 def load(path: str | os.PathLike[str] | None = None, *, check_files: bool = True) -> Config:

@@ -12,6 +12,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..live import profiles
+from ..paths import DEFAULT_SOCKET
 
 
 class _Section(BaseModel):
@@ -116,7 +117,7 @@ class StateConfig(_Section):
 
 
 class ControlConfig(_Section):
-    socket: str = "/run/edged/control.sock"
+    socket: str = DEFAULT_SOCKET
     group: str = ""  # members of this group may use edgectl (besides root and the service user)
     admin_group: str = ""  # members may also configure (config set, reload, session reset); "" = root only
     max_request_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024)
