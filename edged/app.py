@@ -11,7 +11,10 @@ them in reverse under one deadline, and applies a new config by restarting only 
     App.stop():   STOP (the conversation is stopping) -> every thread's stop event is set
                   -> groups closed in reverse, every step bounded by one Deadline (SHUTDOWN_S);
                      the threads are joined in parallel; one that hangs is left behind.
-    App.reload(): validate, then close and reopen only the groups whose sections changed.
+    App.reload(): validate, then close and reopen only the groups whose sections changed (the rules:
+                  reload.py).
+
+The status (``status.py``) and edgectl's facade (``controls.py``) only read the root and forward to it.
 
 Data flows one way: the parts report to the conversation (through ``Ports.post``) and to the
 problem registry; the conversation tells the parts what to do; the root wires and watches.
@@ -24,47 +27,36 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, config, parts
 from .control_api import ControlApi
+from .controls import Controls
 from .conversation import Conversation
 from .errors import ConfigError, EdgedError
 from .health import Problems
+from .parts import Parts
 from .ports import Deadline, LoopPost, Ports, Tasks
+from .reload import RELOAD_STOP_S, changed_sections, groups_to_restart, refuse_restart_only, reread_key
 from .ringing import Ringer
 from .secrets import Secret
 from .service.control import EventHub
 from .service.notify import Notifier
 from .startup import Trace, import_live_sdk, settle_memory
 from .state import State
-from .supervise import Supervisor, Watched, cancel_and_wait
+from .status import StatusReport
+from .stopping import Bounded, quietly
+from .supervise import Supervisor
 
 if TYPE_CHECKING:
-    from .announce import Announcer
-    from .audio.capture import Capture
-    from .audio.device import Worker
-    from .audio.ear import Ear
     from .audio.playback import Player
-    from .audio.volume import Volume
-    from .live.session import LiveSession
-    from .mqtt.bridge import MqttBridge
-    from .service.control import ControlServer
-    from .status_leds import StatusLights
-    from .timers import Timers
-    from .tools.camera import Camera
-    from .tools.gpio import GpioBank
-    from .tools.household import HouseholdTools
-    from .tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_S = 3.5  # the whole stop, hung threads included (systemd's TimeoutStopSec is 15 s)
-RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
 STALL_S = 10.0  # a thread whose heartbeat is older than this is hung: the watchdog pings stop
 # Long-lived tasks that crash are restarted (edged/supervise.py): backoff from RESTART_INITIAL_S
 # doubling to RESTART_MAX_S; a run of TASK_STABLE_S clears the problem; CRASH_LOOP crashes in a
@@ -78,29 +70,6 @@ WATCHED = {"sender": "the conversation's sender", "timers": "the timers' clock",
 # mqtt after the conversation and before control; closed before the devices, so `offline` is
 # published while the pins are still valid
 GROUPS = ("devices", "player", "timers", "hearing", "live", "conversation", "mqtt", "control", "watchdog")
-
-
-@dataclass
-class Parts:
-    """The current parts.  Built once by :meth:`App.start`; a reload replaces the groups it restarts."""
-
-    gpio: GpioBank | None
-    lights: StatusLights
-    camera: Camera | None
-    tools: ToolRegistry
-    volume: Volume
-    player: Player
-    capture: Capture
-    ear: Ear
-    live: LiveSession
-    control: ControlServer | None
-    timers: Timers
-    household: HouseholdTools  # one instance: every ToolRegistry a reload builds gets it
-    mqtt: MqttBridge | None = None  # Home Assistant (mqtt.enabled)
-    announcer: Announcer | None = None  # its announcements
-
-    def threads(self) -> list[Worker]:
-        return [self.capture, self.ear, self.player]
 
 
 class App:
@@ -121,9 +90,12 @@ class App:
         self.conv = Conversation(cfg, self.ports, on_change=self._status_changed)
         self.ringer = Ringer(self.ports)  # the bell, events and context of ringing timers (edged/ringing.py)
         self.parts: Parts | None = None
+        self.report = StatusReport(conv=self.conv, problems=self.problems, supervisor=self.supervisor,
+                                   ringer=self.ringer, parts=lambda: self.parts, cfg=lambda: self.cfg,
+                                   started_at=self.started_at)
         self._groups: dict[str, AsyncExitStack] = {}
         self._shown: tuple[State, bool] | None = None
-        self._deadline = Deadline(0.0)  # the current stop's (shutdown or reload): read by the group closers
+        self._bounded = Bounded()  # the current stop's deadline, and its bounded steps (stopping.py)
         self._stopped = False
 
     # ---- ports -----------------------------------------------------------------------------------
@@ -205,7 +177,7 @@ class App:
         gpio = parts.build_gpio(cfg, self.ports, self._on_gpio_input)
         camera = parts.build_camera(cfg, gpio)
         ring = parts.build_ring(cfg)
-        control = parts.build_control(cfg, ControlApi(_Controls(self)), self.events)
+        control = parts.build_control(cfg, ControlApi(Controls(self)), self.events)
         timers = parts.build_timers(cfg, self.ports, self.ringer.ring, self.ringer.ended)
         volume = parts.build_volume(cfg, self.ports)
         household = parts.build_household(timers, volume)
@@ -238,7 +210,7 @@ class App:
         stack = self._groups.pop(name, None)
         if stack is None:
             return
-        self._deadline = deadline
+        self._bounded.deadline = deadline
         try:
             await stack.aclose()
         except Exception as exc:  # one part failing to stop must not keep the others running
@@ -254,9 +226,9 @@ class App:
                 self.ports.problem("gpio", str(exc))
                 p.gpio = None
             else:
-                stack.callback(_quietly, "releasing GPIO", p.gpio.stop)  # outputs to safe values, pins freed
+                stack.callback(quietly, "releasing GPIO", p.gpio.stop)  # outputs to safe values, pins freed
         p.lights = parts.build_lights(p.gpio, self.cfg.gpio.status_led)
-        stack.callback(_quietly, "status LED", p.lights.close)
+        stack.callback(quietly, "status LED", p.lights.close)
         self._shown = None
         if p.camera is not None:
             camera = p.camera
@@ -265,19 +237,19 @@ class App:
                 self.ports.problem("camera", None)
             except Exception as exc:  # the tools answer "no camera" and status says why
                 self.ports.problem("camera", str(exc))
-            stack.push_async_callback(self._bounded, "camera", lambda: asyncio.to_thread(camera.stop))
+            stack.push_async_callback(self._bounded.part, "camera", lambda: asyncio.to_thread(camera.stop))
         tools = p.tools
-        stack.push_async_callback(self._bounded, "tools", tools.close)
+        stack.push_async_callback(self._bounded.part, "tools", tools.close)
         self._status_changed()  # the new LED shows the current state
 
     async def _open_player(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
         player, volume = p.player, p.volume
         await asyncio.to_thread(volume.start)  # the kept level (state dir), the mixer if configured
-        stack.callback(_quietly, "volume", volume.stop)
+        stack.callback(quietly, "volume", volume.stop)
         await self._load_cues(player)
         player.start()
-        stack.push_async_callback(self._join, player)
+        stack.push_async_callback(self._bounded.join, player)
         self.ringer.player_started()  # a new player rings on while something rings
 
     async def _open_timers(self, stack: AsyncExitStack) -> None:
@@ -288,7 +260,7 @@ class App:
         except Exception as exc:  # the rest of the speaker works; the model's calls answer the error
             self.ports.problem("timers", f"timers: {exc}")
             return
-        stack.push_async_callback(self._bounded, "timers", timers.stop)
+        stack.push_async_callback(self._bounded.part, "timers", timers.stop)
 
     async def _load_cues(self, player: Player) -> None:
         cues = parts.build_cues(self.cfg)
@@ -300,7 +272,7 @@ class App:
         p = self.running_parts()
         capture, ear = p.capture, p.ear
         ear.start()
-        stack.push_async_callback(self._join, capture, ear)  # capture stops first: no frame is left half-read
+        stack.push_async_callback(self._bounded.join, capture, ear)  # capture stops first: no frame is left half-read
         capture.set_muted(self.conv.muted)
         capture.start()
 
@@ -310,14 +282,14 @@ class App:
 
         async def stop() -> None:
             watched.retire()  # run() returns once stopped: that is no crash
-            await self._bounded("the Live session", live.stop, 2.0)
-            await watched.stop(self._deadline)
+            await self._bounded.part("the Live session", live.stop, 2.0)
+            await watched.stop(self._bounded.deadline)
 
         stack.push_async_callback(stop)
 
     async def _open_conversation(self, stack: AsyncExitStack) -> None:
         self.conv.start(self._watch)
-        stack.push_async_callback(self._bounded, "conversation", self.conv.stop)
+        stack.push_async_callback(self._bounded.part, "conversation", self.conv.stop)
 
     async def _open_mqtt(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -325,10 +297,10 @@ class App:
         if bridge is None or announcer is None:
             return
         watched = self.supervisor.watch("announce", announcer.run, "the announcer")
-        stack.push_async_callback(self._stop_watched, watched)
+        stack.push_async_callback(self._bounded.watched, watched)
         await bridge.start(self._watch)  # returns at once, also when the broker is down (it keeps retrying)
         # publishes `offline` and disconnects, bounded by what is left of the deadline
-        stack.push_async_callback(self._bounded, "mqtt", lambda: bridge.stop(self._deadline.left(1.0)), 1.5)
+        stack.push_async_callback(self._bounded.part, "mqtt", lambda: bridge.stop(self._bounded.deadline.left(1.0)), 1.5)
 
     async def _open_control(self, stack: AsyncExitStack) -> None:
         p = self.running_parts()
@@ -342,35 +314,14 @@ class App:
             self.ports.problem("control", f"control socket {self.cfg.control.socket}: {exc}")
             p.control = None
             return
-        stack.push_async_callback(self._bounded, "control", server.stop, 1.0)
+        stack.push_async_callback(self._bounded.part, "control", server.stop, 1.0)
 
     async def _open_watchdog(self, stack: AsyncExitStack) -> None:
         if not self.notifier.watchdog_interval():
             return
         checks = [self._capture_alive, self.loop_tasks_alive]
         watched = self.supervisor.watch("watchdog", lambda: self.notifier.run_watchdog(checks), "the watchdog")
-        stack.push_async_callback(self._stop_watched, watched)
-
-    async def _stop_watched(self, watched: Watched) -> None:
-        await watched.stop(self._deadline)
-
-    async def _bounded(self, what: str, stop: Callable[[], Awaitable[object]], cap: float | None = None) -> None:
-        """Run a part's ``stop()`` for at most its share of the deadline.  Not ``wait_for``: on a timeout,
-        3.11's waits for the cancelled stop without a bound (see supervise.cancel_and_wait)."""
-        task = asyncio.ensure_future(stop())
-        await asyncio.wait([task], timeout=self._deadline.left(cap))
-        if not task.done():
-            log.warning("stopping %s: not done by the deadline", what)
-            await cancel_and_wait(task, min(0.2, self._deadline.left()))
-        elif not task.cancelled() and task.exception() is not None:
-            log.warning("stopping %s: %s", what, task.exception())
-
-    async def _join(self, *workers: Worker) -> None:
-        """Join threads in parallel until the deadline (their stop events are set already)."""
-        for w in workers:
-            w.request_stop()
-        left = self._deadline.left()
-        await asyncio.gather(*(asyncio.to_thread(w.join, left) for w in workers))
+        stack.push_async_callback(self._bounded.watched, watched)
 
     def running_parts(self) -> Parts:
         assert self.parts is not None, "not started"
@@ -395,30 +346,20 @@ class App:
 
     async def apply(self, new: config.Config) -> None:
         """Apply a validated config, restarting only the groups whose sections changed."""
-        old = self.cfg
-        changed = {name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)}
+        changed = changed_sections(self.cfg, new)
         if not changed:
             log.info("reload: nothing changed")
             return
-        if "state" in changed or "control" in changed:
-            # paths the service manager set up; they take a restart
-            raise config.ConfigError(new.path, "state" if "state" in changed else "control",
-                                     "changing this takes a restart (systemctl restart edged)")
+        refuse_restart_only(new, changed)
         self.cfg = new
         log.info("reload: applying changes to %s", ", ".join(sorted(changed)))
         if "log" in changed:
             logging.getLogger("edged").setLevel(new.log.level.upper())
         p = self.running_parts()
         deadline = Deadline(RELOAD_STOP_S)
-        restart: list[str] = []
-        if changed & {"gpio", "camera"}:
-            restart.append("devices")
-        if changed & {"wake", "turn", "audio"}:
-            self.conv.cancel()
-            restart += ["player", "hearing"] if "audio" in changed else ["hearing"]
-        if changed & {"live", "gpio", "camera"}:
-            # a new setup (model, voice, tools): a new connection, resuming the same conversation
-            restart.append("live")
+        restart = groups_to_restart(changed)
+        if "hearing" in restart:
+            self.conv.cancel()  # the turn goes with the Ear
         for name in reversed(GROUPS):
             if name in restart:
                 await self._close(name, deadline)
@@ -458,7 +399,7 @@ class App:
         """After a reload: a key that changed (file or credential) gets a new Live session at once;
         while the service refuses us, one early try (the session allows one per 30 s)."""
         p = self.running_parts()
-        key = await asyncio.to_thread(self._reread_key)
+        key = await asyncio.to_thread(reread_key, self.api_key, self.cfg)
         if key != self.api_key:
             log.info("reload: the API key changed: a new Live session")
             self.api_key = key
@@ -469,26 +410,6 @@ class App:
             await self._open("live")
         elif self.conv.reach.refused:
             self.publish({"event": "live_retry", "by": "reload", "tried": p.live.retry_now()})
-
-    def _reread_key(self) -> Secret | None:
-        """The key as it is now in live.api_key_file or the credential (one from the environment
-        cannot change: it was read once and removed); the current one when it cannot be read."""
-        from .secrets import load_api_key
-
-        if self.api_key is not None and self.api_key.source.startswith("$"):
-            return self.api_key
-        try:
-            return load_api_key(self.cfg.live.api_key_file, self.cfg.path)
-        except ConfigError as exc:
-            log.warning("reload: the API key cannot be read again (%s): keeping the current one", exc)
-            return self.api_key
-
-    def set_volume(self, value: Any) -> dict[str, Any]:
-        """``edgectl volume N|up|down``: ToolError for a bad value.  Volume.set publishes the change
-        (the one path of edgectl, the model's set_volume and Home Assistant)."""
-        volume = self.running_parts().volume
-        volume.set(value, by="edgectl")
-        return volume.status()
 
     # ---- wiring --------------------------------------------------------------------------------------
     def _tool_schemas(self) -> list[Any]:
@@ -525,131 +446,9 @@ class App:
         """For the watchdog: no long-lived task of the loop is dead or crash-looping."""
         return self.supervisor.failing() is None
 
-    # ---- status ----------------------------------------------------------------------------------
+    # ---- status (status.py) -------------------------------------------------------------------
     def status_line(self) -> str:
-        line = f"{self.conv.state.value}: {self.conv.why}; live {self.conv.live_state}"
-        if self.problems.items:
-            line += "; " + self.problems.summary()
-        return line[:300]
+        return self.report.line()
 
     def status(self) -> dict[str, Any]:
-        def part(obj: Any, method: str = "stats") -> Any:
-            if obj is None:
-                return None
-            try:
-                return getattr(obj, method)()
-            except Exception as exc:  # status must never fail
-                return {"error": str(exc)}
-
-        p, conv, cfg = self.parts, self.conv, self.cfg
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "state": conv.state.value,
-            "why": conv.why,
-            "state_for_s": round(time.monotonic() - conv.since, 1),
-            "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "muted": conv.muted,
-            "config": cfg.path,
-            "live": {"state": conv.live_state, **(part(p and p.live, "status") or {}), **conv.reach.status()},
-            "wake": {**conv.wake_stats, "models": list(cfg.wake.models), "threshold": cfg.wake.threshold,
-                     **({"ear": part(p.ear)} if p else {})},
-            "audio": {"capture_device": cfg.audio.capture_device, "playback_device": cfg.audio.playback_device,
-                      "capture": part(p and p.capture), "playback": part(p and p.player)},
-            "volume": part(p and p.volume, "status"),
-            "tools_running": conv.tools_running,  # calls running now; during speech they run beside the reply
-            "conversation": dict(conv.stats),
-            "gpio": part(p and p.gpio, "states"),
-            "status_led": p.lights.current and str(p.lights.current) if p else None,
-            "camera": part(p and p.camera, "status"),
-            "timers": part(self, "_timers_status"),
-            "mqtt": self._mqtt_status(),  # never a credential
-            "tasks": self.supervisor.status(),
-            "control": part(p and p.control),
-            "problems": dict(self.problems.items),
-            "last_error": self.problems.last_error,
-        }
-
-    def _mqtt_status(self) -> dict[str, Any]:
-        p = self.parts
-        if p is None or p.mqtt is None:
-            return {"enabled": False}
-        try:
-            out = p.mqtt.status()
-        except Exception as exc:  # status must never fail
-            return {"error": str(exc)}
-        if p.announcer is not None:
-            out["announcements"] = {**p.announcer.stats, "pending": p.announcer.pending}
-        return out
-
-    def _timers_status(self) -> dict[str, Any] | None:
-        if self.parts is None:
-            return None
-        st = self.parts.timers.status()
-        return {"timers": st["items"], "ringing": self.parts.timers.ringing, "rung": st["rung"],
-                "missed": st["missed"], **self.ringer.status()}
-
-
-class _Controls:
-    """The facade edgectl's commands get (:class:`edged.control_api.ControlPort`): nothing more."""
-
-    def __init__(self, app: App) -> None:
-        self._app = app
-
-    @property
-    def cfg(self) -> config.Config:
-        return self._app.cfg
-
-    @property
-    def state(self) -> State:
-        return self._app.conv.state
-
-    @property
-    def muted(self) -> bool:
-        return self._app.conv.muted
-
-    @property
-    def gpio(self) -> GpioBank | None:
-        return self._app.parts.gpio if self._app.parts else None
-
-    @property
-    def camera(self) -> Camera | None:
-        return self._app.parts.camera if self._app.parts else None
-
-    @property
-    def timers(self) -> Timers | None:
-        return self._app.parts.timers if self._app.parts else None
-
-    def status(self) -> dict[str, Any]:
-        return self._app.status()
-
-    async def reload(self, new: config.Config | None = None) -> None:
-        await self._app.reload(new)
-
-    def publish(self, event: dict[str, Any]) -> None:
-        self._app.publish(event)
-
-    def request_turn(self, source: str) -> None:
-        self._app.conv.request_turn(source)
-
-    def say(self, text: str) -> None:
-        self._app.conv.say(text)
-
-    def set_muted(self, on: bool) -> None:
-        self._app.conv.set_muted(on)
-
-    def reset_session(self) -> None:
-        self._app.running_parts().live.reset_handle()
-
-    def set_volume(self, value: Any) -> dict[str, Any]:
-        return self._app.set_volume(value)
-
-    def volume_status(self) -> dict[str, Any]:
-        return self._app.running_parts().volume.status()
-
-
-def _quietly(what: str, fn: Callable[[], object]) -> None:
-    try:
-        fn()
-    except Exception as exc:
-        log.warning("%s: %s", what, exc)
+        return self.report.status()

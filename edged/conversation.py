@@ -20,6 +20,10 @@ its own (after a tool result scheduled WHEN_IDLE) plays like any other: idle -> 
 Whether a turn is open is this object's truth (``state == LISTENING``).  The Ear streams a turn's
 audio once it opened one and is told when to stop (``ear.cancel_turn()``); the Live session keeps a
 copy of the turn in flight only to replay it after a reconnect.
+
+Its helpers carry out what it decides: :class:`edged.outbox.Outbox` (what goes to the Live session,
+in order, sent by one task), :class:`edged.tool_calls.ToolCalls` (the model's function calls as
+tasks) and :class:`edged.live_state.LiveState` (the connection's state line, problem and reach).
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import EdgedError
-from .live.reach import DOWN, Reach
+from .live.reach import Reach
+from .live_state import LiveState
+from .outbox import Outbox
 from .ports import ConversationParts, Ports
 from .state import State
+from .tool_calls import ToolCalls
 from .transitions import REST, SAME, TABLE, Ev
 
 if TYPE_CHECKING:
@@ -64,21 +70,15 @@ class Conversation:
         self.state = State.STARTING
         self.why = "starting"
         self.since = time.monotonic()
-        self.live_state = "not started"
-        self.reach = Reach()  # connected / reconnecting / offline, from the session's connection states
+        self.live = LiveState(ports)  # the connection's state line, its problem, reach
         self._critical: list[str] = []  # critical parts with a problem: the resting state is ERROR
         # True from a barge-in (or a turn with nothing said, a timeout, mute) until the old reply's
         # interrupted/turnComplete: its messages arrive as the stale_* events
         self._stale = False
-        self._outq: deque[tuple[str, Any]] = deque()
-        self._out_audio = 0
-        self._out_max = int(cfg.turn.max_utterance_s / 0.08) + _SEND_SLACK_FRAMES
-        self._out_ready = asyncio.Event()
+        self._outbox = Outbox(int(cfg.turn.max_utterance_s / 0.08) + _SEND_SLACK_FRAMES, self._count_send_drop)
         self._sender: asyncio.Task[None] | None = None
-        self._tool_tasks: dict[str, asyncio.Task[None]] = {}
-        self._tool_names: dict[str, tuple[str, float]] = {}  # running call key -> (name, monotonic start)
+        self.calls = ToolCalls(ports.publish, self._p, lambda: self.state, on_change)
         self._turn_info: TurnEnd | None = None  # the session's summary of the generation that just ended
-        self._live_problem: str | None = None  # what the Live connection's problem is, for `why`
         self._reply_timer: asyncio.TimerHandle | None = None
         self.wake_stats: dict[str, Any] = {"detections": 0, "last_model": None, "last_score": None}
         self.stats: dict[str, Any] = {
@@ -111,7 +111,7 @@ class Conversation:
     async def stop(self) -> None:
         """End the sender and any tool call (the STOP event has put the machine in STOPPING)."""
         self._cancel_timers()
-        tasks = [t for t in (self._sender, *self._tool_tasks.values()) if t]
+        tasks = [t for t in (self._sender, *self.calls.tasks.values()) if t]
         self._sender = None
         for t in tasks:
             t.cancel()
@@ -122,6 +122,14 @@ class Conversation:
     @property
     def muted(self) -> bool:
         return self.state == State.MUTED
+
+    @property
+    def live_state(self) -> str:
+        return self.live.text
+
+    @property
+    def reach(self) -> Reach:
+        return self.live.reach
 
     @property
     def turn_open(self) -> bool:
@@ -136,9 +144,7 @@ class Conversation:
     @property
     def tools_running(self) -> list[dict[str, Any]]:
         """The tool calls running now (any state; during speech they run beside the reply)."""
-        now = time.monotonic()
-        return [{"id": None if k.startswith("anon-") else k, "name": name, "for_s": round(now - t0, 1)}
-                for k, (name, t0) in self._tool_names.items()]
+        return self.calls.running()
 
     # ---- the machine ------------------------------------------------------------------------------
     def handle(self, ev: Ev, *args: Any) -> bool:
@@ -162,7 +168,7 @@ class Conversation:
 
     def _default_why(self, state: State) -> str:
         if state == State.ERROR:
-            parts = [f"live: {self._live_problem}" if p == "live" and self._live_problem else p
+            parts = [f"live: {self.live.problem}" if p == "live" and self.live.problem else p
                      for p in self._critical]
             return f"error ({'; '.join(parts)})"
         return state.value
@@ -254,9 +260,9 @@ class Conversation:
         if self._stale:
             self.handle(Ev.STALE_TURN_COMPLETE)
         elif info is None:  # a session that does not summarise: only the calls running here tell
-            self.handle(Ev.TURN_COMPLETE_TOOLS if self._tool_tasks else Ev.TURN_COMPLETE)
+            self.handle(Ev.TURN_COMPLETE_TOOLS if self.calls.tasks else Ev.TURN_COMPLETE)
         elif info.audio_bytes or info.interrupted:
-            self.handle(Ev.TURN_COMPLETE_TOOLS if info.tool_calls and self._tool_tasks else Ev.TURN_COMPLETE)
+            self.handle(Ev.TURN_COMPLETE_TOOLS if info.tool_calls and self.calls.tasks else Ev.TURN_COMPLETE)
         elif info.tool_calls:
             # no audio, but this generation called functions: their results will be spoken (NON_BLOCKING
             # with WHEN_IDLE/INTERRUPT, or BLOCKING): wait for that, bounded by reply_timeout_s.  A call
@@ -269,35 +275,15 @@ class Conversation:
         self.handle(Ev.TOOL_CALL, calls)
 
     def on_tool_cancel(self, ids: list[str]) -> None:
-        assert self._parts is not None
-        self._parts.tools.cancel(ids)
-        self._ports.publish({"event": "tool_cancel", "ids": list(ids)})
+        self.calls.cancel(ids)
 
     def on_transcript(self, role: str, text: str) -> None:
         self.stats["last_transcript"][role] = text
         self._ports.publish({"event": "transcript", "role": role, "text": text})
 
     def on_connection(self, state: str, detail: str = "") -> None:
-        detail = detail or ""
-        self.live_state = state if not detail else f"{state} ({detail})"
-        fields: dict[str, Any] = {"LIVE_STATE": state}
-        if self._parts is not None:
-            st = self._parts.live.status()
-            if st.get("session_id"):
-                fields["SESSION_ID"] = st["session_id"]
-            if st.get("last_close_code") is not None:
-                fields["CLOSE_CODE"] = st["last_close_code"]
-        log.info("live %s %s", state, detail, extra={"fields": fields})
-        self.reach.update(state, detail)
-        if state in DOWN:  # offline, auth_failed, model_unavailable, setup_refused, no_key, no_ca
-            # model_unavailable / setup_refused / no_key: the detail names what to fix (LiveSession)
-            self._live_problem = f"{state}: {detail}" if detail else state
-            self._ports.problem("live", self._live_problem)
-        elif state in ("connected", "resumed"):
-            self._live_problem = None
-            self._ports.problem("live", None)
-        self._ports.publish({"event": "connection", "state": state, "detail": detail, **self.reach.status()})
-        if state in DOWN:
+        down = self.live.update(state, detail or "", self._parts.live.status() if self._parts is not None else None)
+        if down:
             self.handle(Ev.UNREACHABLE, self.reach.verdict()[1])  # a turn waiting for it is given up
         self._on_change()
 
@@ -411,7 +397,7 @@ class Conversation:
     def _do_wait_for_tools(self, info: TurnEnd | None = None) -> str:
         self._do_count_complete()
         self._arm_reply_timer()  # the results' reply is bounded like any other
-        n = len(self._tool_names) or (info.tool_calls if info is not None else 0)
+        n = self.calls.count() or (info.tool_calls if info is not None else 0)
         return f"thinking (tool_pending: waiting for the reply to {n} tool call(s))"
 
     def _do_no_answer(self, info: TurnEnd) -> str:
@@ -445,20 +431,8 @@ class Conversation:
         self._start_tools(calls)
 
     def _start_tools(self, calls: list[types.FunctionCall]) -> None:
-        loop = asyncio.get_running_loop()
-        for fc in calls:
-            self.stats["tool_calls"] += 1
-            key = fc.id or f"anon-{time.monotonic_ns()}"
-            task = loop.create_task(self._run_tool(fc), name=f"tool-{fc.name}")
-            self._tool_tasks[key] = task
-            self._tool_names[key] = (fc.name or "?", time.monotonic())
-            task.add_done_callback(lambda _t, k=key: self._tool_done(k))
-        self._on_change()
-
-    def _tool_done(self, key: str) -> None:
-        self._tool_tasks.pop(key, None)
-        if self._tool_names.pop(key, None) is not None:
-            self._on_change()
+        self.stats["tool_calls"] += len(calls)
+        self.calls.start(calls)
 
     def _do_give_up(self) -> str:
         log.warning("no reply within %.0f s: back to idle", self.cfg.turn.reply_timeout_s)
@@ -544,60 +518,15 @@ class Conversation:
         self._call_off()
         return "stopping"
 
-    # ---- the sender: one task, so start/audio/end keep their order -------------------------
+    # ---- the sender: one task, so start/audio/end keep their order (edged/outbox.py) -----------
     def _enqueue(self, kind: str, payload: Any) -> None:
-        if kind == "audio":
-            if self._out_audio >= self._out_max:
-                # drop the oldest audio still waiting (never a start/end marker)
-                for i, (k, _) in enumerate(self._outq):
-                    if k == "audio":
-                        del self._outq[i]
-                        self._out_audio -= 1
-                        self.stats["send_drops"] += 1
-                        break
-            self._out_audio += 1
-        self._outq.append((kind, payload))
-        self._out_ready.set()
+        self._outbox.put(kind, payload)
+
+    def _count_send_drop(self) -> None:
+        self.stats["send_drops"] += 1
 
     async def _send_loop(self) -> None:
-        while True:
-            await self._out_ready.wait()
-            while self._outq:
-                kind, payload = self._outq.popleft()
-                live = self._p().live  # read each time: a reload replaces the session
-                try:
-                    if kind == "audio":
-                        self._out_audio -= 1
-                        await live.send_audio(payload)
-                    elif kind == "start":
-                        await live.activity_start()
-                    elif kind == "end":
-                        await live.activity_end()
-                    elif kind == "text":
-                        await live.send_text(payload)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the session buffers/replays; never kill the sender
-                    log.warning("sending %s to the Live session failed: %s", kind, exc)
-            self._out_ready.clear()
-
-    # ---- tool calls -----------------------------------------------------------------------------
-    async def _run_tool(self, fc: types.FunctionCall) -> None:
-        # "state": what the speaker is doing while the call runs (speaking: it runs beside the reply)
-        self._ports.publish({"event": "tool_call", "name": fc.name, "args": dict(fc.args or {}), "id": fc.id,
-                             "state": self.state.value})
-        response = await self._p().tools.call(fc)
-        if response is None:  # cancelled: no response is sent
-            self._ports.publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": False,
-                                 "cancelled": True, "state": self.state.value})
-            return
-        result = response.response or {}
-        self._ports.publish({"event": "tool_result", "name": fc.name, "id": fc.id, "ok": "error" not in result,
-                             "response": result, "state": self.state.value})
-        try:
-            await self._p().live.send_tool_responses([response])
-        except Exception as exc:
-            log.warning("sending the response to %s failed: %s", fc.name, exc)
+        await self._outbox.run(lambda: self._p().live)  # read each time: a reload replaces the session
 
     # ---- timers ------------------------------------------------------------------------------
     def _arm_reply_timer(self) -> None:

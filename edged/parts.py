@@ -1,5 +1,6 @@
 """Factories for the daemon's parts: each builds one part from the config and the narrow ports it
-needs, and starts nothing (the composition root, :mod:`edged.app`, starts them in order).
+needs, and starts nothing (the composition root, :mod:`edged.app`, starts them in order); and
+:class:`Parts`, the typed container the root keeps them in.
 
 No factory sees the daemon.  The hardware libraries are imported here, lazily, so ``edged --help``
 works anywhere.  A factory that cannot load what a part needs (a wake-word model) reports the
@@ -10,6 +11,7 @@ it can.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from .announce import Announcer
     from .audio.capture import Capture
     from .audio.cues import CueBank
+    from .audio.device import Worker
     from .audio.ear import Ear
     from .audio.endpoint import Endpointer
     from .audio.frames import FrameRing
@@ -41,6 +44,29 @@ if TYPE_CHECKING:
     from .tools.registry import SendVideo, ToolRegistry
 
 FRAME_MS = 80
+
+
+@dataclass
+class Parts:
+    """The current parts.  Built once by :meth:`edged.app.App.start`; a reload replaces the groups it restarts."""
+
+    gpio: GpioBank | None
+    lights: StatusLights
+    camera: Camera | None
+    tools: ToolRegistry
+    volume: Volume
+    player: Player
+    capture: Capture
+    ear: Ear
+    live: LiveSession
+    control: ControlServer | None
+    timers: Timers
+    household: HouseholdTools  # one instance: every ToolRegistry a reload builds gets it
+    mqtt: MqttBridge | None = None  # Home Assistant (mqtt.enabled)
+    announcer: Announcer | None = None  # its announcements
+
+    def threads(self) -> list[Worker]:
+        return [self.capture, self.ear, self.player]
 
 
 def build_gpio(cfg: Config, ports: Ports, on_input: Callable[[str, Any], None]) -> GpioBank | None:

@@ -466,7 +466,7 @@ async def test_turn_complete_waits_for_running_tool_calls():
         assert h.conv.state == State.THINKING
         h.parts.tools.release.set()
         await h.until(lambda: h.rec.has("live", "send_tool_responses"), "the response")
-        await h.until(lambda: not h.conv._tool_tasks, "the tool task to end")
+        await h.until(lambda: not h.conv.calls.tasks, "the tool task to end")
         h.conv.on_turn_complete()  # the answer after the response, without audio
         assert h.conv.state == State.IDLE
     finally:
@@ -569,7 +569,7 @@ async def test_stop_ends_the_sender_and_tool_calls():
     h.parts.tools.release.clear()
     h.conv.on_tool_call(ARGS[Ev.TOOL_CALL][0])
     await h.until(lambda: h.rec.has("tools", "call"), "the tool call")
-    tasks = list(h.conv._tool_tasks.values())
+    tasks = list(h.conv.calls.tasks.values())
     await h.close()
     assert h.conv.state == State.STOPPING and all(t.done() for t in tasks)
     with contextlib.suppress(EdgedError):

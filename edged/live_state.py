@@ -1,0 +1,56 @@
+"""The Live connection as the daemon reports it: its state line, its problem, its ``connection`` event.
+
+The conversation feeds :class:`LiveState` every state the session reports
+(``LiveHandler.on_connection``).  It owns what a state means outside the state machine:
+
+- ``text``: the state with its detail (status ``live.state``, the status line, Home Assistant);
+- ``problem``: a state in ``reach.DOWN`` is the critical problem ``live`` (its detail names what to
+  fix); ``connected`` or ``resumed`` clears it;
+- the journal line (with ``LIVE_STATE``, ``SESSION_ID``, ``CLOSE_CODE``) and the ``connection`` event;
+- ``reach``: whether a wake reaches the assistant now (:class:`edged.live.reach.Reach`).
+
+What a lost connection does to a waiting turn is the conversation's (the ``unreachable`` event).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .live.reach import CONNECTED, DOWN, Reach
+
+if TYPE_CHECKING:
+    from .ports import Ports
+
+log = logging.getLogger(__name__)
+
+
+class LiveState:
+    def __init__(self, ports: Ports) -> None:
+        self._ports = ports
+        self.text = "not started"
+        self.reach = Reach()  # connected / reconnecting / offline, from the session's connection states
+        self.problem: str | None = None  # what the Live connection's problem is, for the conversation's `why`
+
+    def update(self, state: str, detail: str, session: dict[str, Any] | None) -> bool:
+        """A state from the session (``session``: its status, when attached).  True when the service
+        is down for us (a turn waiting for it is given up)."""
+        self.text = state if not detail else f"{state} ({detail})"
+        fields: dict[str, Any] = {"LIVE_STATE": state}
+        if session is not None:
+            if session.get("session_id"):
+                fields["SESSION_ID"] = session["session_id"]
+            if session.get("last_close_code") is not None:
+                fields["CLOSE_CODE"] = session["last_close_code"]
+        log.info("live %s %s", state, detail, extra={"fields": fields})
+        self.reach.update(state, detail)
+        down = state in DOWN
+        if down:  # offline, auth_failed, model_unavailable, setup_refused, no_key, no_ca
+            # model_unavailable / setup_refused / no_key: the detail names what to fix (LiveSession)
+            self.problem = f"{state}: {detail}" if detail else state
+            self._ports.problem("live", self.problem)
+        elif state in CONNECTED:
+            self.problem = None
+            self._ports.problem("live", None)
+        self._ports.publish({"event": "connection", "state": state, "detail": detail, **self.reach.status()})
+        return down
