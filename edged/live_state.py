@@ -22,7 +22,7 @@ from .live.reach import CONNECTED, DOWN, Reach
 if TYPE_CHECKING:
     from .ports import Ports
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edged.conversation")  # the name its line had before the split (the journal's LOGGER field)
 
 
 class LiveState:

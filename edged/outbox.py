@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .ports import LivePort
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edged.conversation")  # the name its lines had before the split (the journal's LOGGER field)
 
 
 class Outbox:

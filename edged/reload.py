@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .secrets import Secret
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edged.app")  # the name its line had before the split (the journal's LOGGER field)
 
 RELOAD_STOP_S = 4.0  # stopping the parts a reload replaces
 

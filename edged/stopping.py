@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .audio.device import Worker
     from .supervise import Watched
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edged.app")  # the name its lines had before the split (the journal's LOGGER field)
 
 
 class Bounded:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .ports import ConversationParts, Publish
     from .state import State
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edged.conversation")  # the name its lines had before the split (the journal's LOGGER field)
 
 
 class ToolCalls:

@@ -13,7 +13,8 @@ one key read or changed), ``writing`` (``write_atomic``, ``save``) and ``over_so
 from __future__ import annotations
 
 from ..errors import ConfigError, ConfigErrors
-from .loading import DEFAULT_PATH, coerce_value, default_path, get_key, load, parse, with_value
+from ..paths import DEFAULT_CONFIG as DEFAULT_PATH
+from .loading import coerce_value, default_path, get_key, load, parse, with_value
 from .over_socket import (
     NEVER_OVER_SOCKET,
     SOCKET_SECTIONS,

@@ -14,12 +14,10 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError, ConfigErrors
 from ..live import profiles
-from ..paths import DEFAULT_CONFIG, config_path
+from ..paths import config_path
 from .schema import CUE_NAMES, Config, GpioConfig, GpioDevice, MqttConfig, _drop_none, _pin_key, device_id
 
 log = logging.getLogger("edged.config")  # the name its warnings have always been logged under
-
-DEFAULT_PATH = DEFAULT_CONFIG
 
 
 def _loc(loc: tuple[Any, ...], data: Any) -> str:

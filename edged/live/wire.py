@@ -37,7 +37,7 @@ def trust(cfg: LiveConfig) -> ssl.SSLContext | None:
     try:
         return ssl.create_default_context(cafile=cfg.ca_file)
     except OSError as exc:  # ssl.SSLError (not PEM, no certificate) is an OSError too
-        reason = exc.strerror if exc.strerror and not isinstance(exc, ssl.SSLError) else (exc.reason or str(exc))
+        reason = (exc.reason if isinstance(exc, ssl.SSLError) else None) or exc.strerror or str(exc)
         raise TrustError(f"live.ca_file {cfg.ca_file}: cannot be used as TLS trust: {reason}") from None
 
 
