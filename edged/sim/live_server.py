@@ -216,9 +216,9 @@ class LiveEmulator(Connections, Turns, ToolCalls, Replies, Recording):
         c = self.current(conn)
         if c is None:
             raise ConnectionError("emulator: no open connection")
-        call_id = f"call-{next(self._calls)}"
-        await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args or {}}]}})
-        return call_id
+        call = self._new_call(c, name, args or {}, None)  # as a scenario's call is made (R6) and recorded
+        await self._send_call(c, call)
+        return str(call["id"])
 
     async def send_raw(self, message: dict[str, Any] | str, conn: int | None = None) -> None:
         c = self.current(conn)

@@ -26,19 +26,28 @@ from .scenario import Step
 class ToolCalls:
     _calls: Iterator[int]
 
+    def _new_call(self, c: Conn, name: str, args: dict[str, Any], behavior: str | None) -> dict[str, Any]:
+        """One functionCall as the model would make it, recorded: its args as this model sends them (R6)
+        and how the service runs it (the declared behavior, else the model's default, else ``behavior``)."""
+        call = {"id": f"call-{next(self._calls)}", "name": name, "args": {} if name in c.empty_args else args,
+                "behavior": rules.declared_behavior(c.setup, name, c.profile) or behavior or "BLOCKING"}
+        c.rec.tool_calls.append(call)
+        return call
+
+    async def _send_call(self, c: Conn, call: dict[str, Any]) -> None:
+        await self._send(c, {"toolCall": {"functionCalls": [{k: call[k] for k in ("id", "name", "args")}]}})
+
     async def _call_tool(self, c: Conn, a: dict[str, Any]) -> None:
         """A scenario's tool_call step: send the call, and await its response as its behavior says."""
-        call_id = f"call-{next(self._calls)}"
+        call = self._new_call(c, a["name"], a["args"], a.get("behavior"))
+        call_id, behavior = call["id"], call["behavior"]
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         c.tool_waits[call_id] = fut
-        args = {} if a["name"] in c.empty_args else a["args"]  # R6
-        behavior = rules.declared_behavior(c.setup, a["name"], c.profile) or a.get("behavior") or "BLOCKING"
-        c.rec.tool_calls.append({"id": call_id, "name": a["name"], "args": args, "behavior": behavior})
         if behavior == "NON_BLOCKING":
             c.follow_ups[call_id] = tuple(a.get("then", ()))
             while len(c.follow_ups) > FOLLOW_UPS_MAX:
                 c.follow_ups.pop(next(iter(c.follow_ups)))
-        await self._send(c, {"toolCall": {"functionCalls": [{"id": call_id, "name": a["name"], "args": args}]}})
+        await self._send_call(c, call)
         if behavior == "NON_BLOCKING":  # the reply goes on; the response is awaited on the side
             c.spawn(self._await_response(c, call_id, a["name"], fut, a["timeout"]))
         else:

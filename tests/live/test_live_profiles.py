@@ -251,3 +251,27 @@ async def test_models_endpoint_as_the_sdk_calls_it(cert_dir):
         with pytest.raises(genai.errors.ClientError) as ei:
             await bad.aio.models.get(model="gemini-3.8-live")
         assert ei.value.code == 403
+
+
+async def test_a_tool_call_sent_by_the_control_is_made_and_recorded_as_a_scenario_call_is(emu):
+    # the emulator's send_tool_call control (tests drive calls with it) follows R6 as a scenario's call does:
+    # on the 2.5 native-audio model a function declared by JSON schema gets its call with empty args
+    model = "gemini-2.5-flash-native-audio-preview-12-2025"
+    decls = [types.FunctionDeclaration(name="js", parameters_json_schema={
+        "type": "object", "properties": {"which": {"type": "string"}}}),
+        types.FunctionDeclaration(name="typed", parameters=types.Schema(
+            type="OBJECT", properties={"which": types.Schema(type="STRING")}))]
+    cfg = types.LiveConnectConfig(tools=[types.Tool(function_declarations=decls)])
+    async with _client(emu).aio.live.connect(model=model, config=cfg) as s:
+        await emu.wait_for(lambda: emu.connections and emu.connections[-1].setup is not None)
+        js = await emu.send_tool_call("js", {"which": "a"})
+        typed = await emu.send_tool_call("typed", {"which": "b"})
+        got = []
+        async for m in s.receive():
+            if m.tool_call:
+                got += [(c.id, c.name, c.args) for c in m.tool_call.function_calls]
+            if len(got) == 2:
+                break
+    assert got == [(js, "js", {}), (typed, "typed", {"which": "b"})]  # python-genai#1147: the args are lost
+    assert [(c["id"], c["args"], c["behavior"]) for c in emu.connections[-1].tool_calls] == [
+        (js, {}, "BLOCKING"), (typed, {"which": "b"}, "BLOCKING")]
