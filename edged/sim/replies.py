@@ -62,10 +62,11 @@ class Replies:
                 continue
             sent = i + len(chunk)  # bytes of 24 kHz S16 audio sent so far (48000 a second)
             if mode == "google":  # a burst goes out back to back; the next starts when the average allows
-                burst = int(GOOGLE_BURST_S * 48000)
-                if sent % burst:
+                per_burst = max(1, round(GOOGLE_BURST_S * 1000 / CHUNK_MS))  # whole chunks
+                n = i // step + 1
+                if n % per_burst:
                     continue
-                due = start + (sent // burst) * GOOGLE_BURST_S / (GOOGLE_RATE * speed)
+                due = start + n * CHUNK_MS / 1000 / (GOOGLE_RATE * speed)
             else:
                 due = start + sent / 48000 / speed
             delay = due - time.monotonic()

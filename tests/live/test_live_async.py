@@ -175,6 +175,19 @@ async def test_google_pacing_sends_bursts_faster_than_real_time(cert_dir):
     assert t[-1] - t[0] > 0.8  # real time
 
 
+async def test_google_pacing_pauses_after_each_burst_whatever_its_length(cert_dir, monkeypatch):
+    from edged.sim import replies
+
+    monkeypatch.setattr(replies, "GOOGLE_BURST_S", 0.5)  # 12.5 chunks of 40 ms: bursts of 12
+    async with LiveEmulator(Scenario([[{"tone": {"ms": 3000}}]], pacing="google"), cert_dir=cert_dir,
+                            speed=1.0) as e:
+        t = await _arrivals(e)
+    assert len(t) == 75
+    gaps = [b - a for a, b in zip(t, t[1:], strict=False)]
+    pauses = [i + 1 for i, g in enumerate(gaps) if g > 0.1]  # each about 0.48 s / 3 = 0.16 s
+    assert pauses == [12, 24, 36, 48, 60, 72], gaps
+
+
 def test_pacing_is_validated():
     with pytest.raises(ScenarioError, match="pacing must be one of"):
         Scenario.from_obj({"turns": [], "pacing": "fast"})
