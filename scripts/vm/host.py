@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{k}", type=float)
     p.add_argument("--image-key")
     p.add_argument("--clock", help="whose clock the guest's times are on: host, or guest icount ...")
+    p.add_argument("--cpu", help="the guest's CPU model (qemu -cpu)")
     args = ap.parse_args(argv)
     if args.cmd == "requirements":
         print("\n".join(requirements(args.pyproject) + build_requirements(args.pyproject) + EXTRA))
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     extra = {"boot_s": args.boot_s, "wall_s": args.wall_s, "image_build_s": args.image_s,
-             "wheels_s": args.wheels_s, "image_key": args.image_key, "guest_clock": args.clock}
+             "wheels_s": args.wheels_s, "image_key": args.image_key, "guest_clock": args.clock, "qemu_cpu": args.cpu}
     return report(args.share, args.json, {k: v for k, v in extra.items() if v is not None})
 
 
