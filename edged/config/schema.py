@@ -88,6 +88,7 @@ class WakeConfig(_Section):
     trigger_frames: int = Field(1, ge=1, le=10)  # consecutive frames over threshold
     refractory_s: float = Field(2.0, ge=0, le=30)
     suppress_while_playing: bool = False  # for setups without echo cancellation
+    quiet_margin_db: float = Field(3.0, ge=0, le=40)  # models skipped while no sound is this far over the floor; 0 = never
 
 
 class TurnConfig(_Section):

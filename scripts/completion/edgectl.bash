@@ -13,7 +13,7 @@ live.thinking_level live.media_resolution live.google_search audio.capture_devic
 audio.capture_rate audio.capture_channels audio.playback_rate audio.playback_channels audio.capture_buffer_ms
 audio.jitter_ms audio.reopen_backoff_max_s audio.volume audio.volume_step audio.mixer
 audio.mixer_device wake.engine wake.models wake.models_dir wake.threshold
-wake.trigger_frames wake.refractory_s wake.suppress_while_playing turn.vad turn.vad_aggressiveness
+wake.trigger_frames wake.refractory_s wake.suppress_while_playing wake.quiet_margin_db turn.vad turn.vad_aggressiveness
 turn.detector turn.silence_ms turn.smart_silence_ms turn.smart_threshold turn.smart_reask_ms turn.smart_threads turn.preroll_ms
 turn.max_utterance_s turn.no_speech_timeout_s turn.follow_up_s turn.reply_timeout_s state.dir
 control.socket control.group control.admin_group control.max_request_bytes gpio.pin_factory
