@@ -85,3 +85,20 @@ def test_a_sound_over_the_floor_wakes_the_models_and_a_reset_forgets_the_floor(m
     quiet.reset()
     _, scored = _feed(quiet, _scene([2.0], "white-60"))
     assert len(scored) == int(2.0 * RATE) // FRAME  # the floor is learnt again
+
+
+def test_the_quiet_skip_comes_from_the_config_and_a_bad_margin_names_file_and_key(tmp_path, models_dir):
+    from edged import config
+    from edged.audio import wake
+    from edged.errors import ConfigError
+
+    det = wake.from_config(config.parse({"wake": {"models_dir": str(models_dir)}}))
+    assert det.gate is not None and det.gate.margin_db == 3.0  # on by default
+    det = wake.from_config(config.parse({"wake": {"models_dir": str(models_dir), "quiet_margin_db": 6}}))
+    assert det.gate.margin_db == 6.0
+    assert wake.from_config(config.parse({"wake": {"models_dir": str(models_dir), "quiet_margin_db": 0}})).gate is None
+    path = tmp_path / "edged.toml"
+    path.write_text("[wake]\nquiet_margin_db = -1\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value).startswith(f"{path}: wake.quiet_margin_db: ")
