@@ -206,7 +206,18 @@ def _wake(wake: Any) -> str:
     return _join(models, wake.get("engine"),
                  f"threshold {number(wake['threshold'])}" if isinstance(wake.get("threshold"), (int, float)) else None,
                  f"{wake.get('detections', 0)} detections",
-                 f"last {number(last)} ({wake.get('last_model') or '?'})" if isinstance(last, (int, float)) else None)
+                 f"last {number(last)} ({wake.get('last_model') or '?'})" if isinstance(last, (int, float)) else None,
+                 _resting(wake.get("ear")))
+
+
+def _resting(ear: Any) -> str | None:
+    """The share of frames the wake-word models rested through (wake.quiet_margin_db), if they ever did."""
+    if not isinstance(ear, dict):
+        return None
+    skipped, scored = ear.get("wake_quiet_skipped"), ear.get("wake_frames_scored")
+    if not isinstance(skipped, int) or not isinstance(scored, int) or skipped <= 0:
+        return None
+    return f"models resting {round(100 * skipped / (skipped + scored))}% (quiet room)"
 
 
 def _device(audio: Any, part: str) -> str:

@@ -97,6 +97,7 @@ class Ear(Worker):
         w = self.wake.stats() if self.wake is not None else {}
         return {"in_turn": self.in_turn, "turn_source": self.turn_source, "frames": self.frames,
                 "turns": self.turns, "detections": w.get("detections", 0), "last_model": w.get("last_model"),
+                "wake_frames_scored": w.get("frames", 0), "wake_quiet_skipped": w.get("quiet_skipped", 0),
                 "last_score": w.get("last_score"), "wake_enabled": self._wake_enabled,
                 "ring_drops": self.ring.drops, "seq_gaps": self.gaps, "turn_drops": self.turn_drops,
                 "errors": self.errors, "heartbeat_age_s": round(time.monotonic() - self._beat, 3)}

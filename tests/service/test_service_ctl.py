@@ -46,6 +46,8 @@ def test_status_json(daemon, capsys):
     status = json.loads(out)
     assert status["state"] == "idle" and status["pid"] == daemon.rig.proc.pid
     assert set(status) == set(daemon.client.request("status"))
+    ear = status["wake"]["ear"]  # the wake word's scored and rested frames (wake.quiet_margin_db)
+    assert isinstance(ear["wake_frames_scored"], int) and isinstance(ear["wake_quiet_skipped"], int)
 
 
 SUMMARY_MAX = 16  # lines before the GPIO table: about 20 with it, like `systemctl status`
@@ -104,6 +106,11 @@ def test_status_summary_rendering():
     assert rows["Fix"] == "check the API key (`edgectl doctor`), then `edgectl reload`"
     assert rows["Live"] == "session sess-42 (fresh), handle 1m01s old"
     assert lines[-1].split() == ["door", "door", "button", "off", "hall", "FAILED:", "pin", "4", "in", "use"]
+    assert rows["Wake word"] == "hey_jarvis, 7 detections, last 0.93 (?)"
+    resting = {**STATUS, "wake": {**STATUS["wake"], "ear": {"wake_frames_scored": 250, "wake_quiet_skipped": 750}}}
+    rows = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in ctl.ctl_status.summary(resting).splitlines()
+            if ":" in ln}
+    assert rows["Wake word"] == "hey_jarvis, 7 detections, last 0.93 (?), models resting 75% (quiet room)"
     coloured = ctl.ctl_status.summary(STATUS, colour=True).splitlines()[0]
     assert coloured.startswith("\x1b[32m\u25cf\x1b[0m edged: idle")
 
