@@ -5,7 +5,8 @@
 
 Runs, one after the other (never two at once, so they do not steal each other's CPU):
 bench_audio.py (the listening path's memory and CPU vs a bare openWakeWord process), bench_ort.py
-(onnxruntime session options), bench_daemon.py (the real
+(onnxruntime session options), bench_wake_quiet.py (the wake word's CPU in quiet rooms with and
+without its quiet skip), bench_daemon.py (the real
 ``edged run`` process: idle CPU and memory, wake and reply latencies, start-up to READY) and
 bench_live.py (fresh vs resumed session set-up, turns lost over scripted GoAways), bench_mqtt.py
 (Home Assistant command -> GPIO pin change through a real mosquitto) and bench_endpoint.py (end of
@@ -68,6 +69,10 @@ def _child(script: str, timeout: float, *args: str) -> dict[str, Any]:
 
 def run_ort(models: Path, frames: int, runs: int) -> dict[str, Any]:
     return _child("bench_ort.py", 1800, "--frames", str(frames), "--runs", str(runs), "--models", str(models))
+
+
+def run_quiet(models: Path, runs: int) -> dict[str, Any]:
+    return _child("bench_wake_quiet.py", 900, "--runs", str(runs), "--models", str(models))
 
 
 def run_live(samples: int, goaways: int) -> dict[str, Any]:
@@ -269,6 +274,18 @@ def table(r: dict[str, Any], errors: dict[str, str], mode: str, elapsed: float) 
                      f"lean default {lean['rss_mb']:.1f} MB, {lean['cpu_ms_per_frame']:.2f} ms/frame vs openWakeWord's "
                      f"options {base['rss_mb']:.1f} MB, {base['cpu_ms_per_frame']:.2f} ms/frame; smallest: "
                      f"{best['config']} {best['rss_mb']:.1f} MB", "—", "reported"))
+    wq = r.get("quiet")
+    if wq:
+        rooms = wq["rooms"]
+        quiet = [k for k in rooms if not k.startswith("talk")]
+        rows.append(("1g", "The wake word's quiet skip (wake.quiet_margin_db): lean engine CPU per minute of a room "
+                     "with two phrases spoken, with / without it (bench_wake_quiet.py, median of "
+                     f"{wq['runs']} interleaved runs)",
+                     "; ".join(f"{k}: **{rooms[k]['ratio']:.2f}** ({rooms[k]['cpu_s_per_min_quiet']:.2f} vs "
+                               f"{rooms[k]['cpu_s_per_min_plain']:.2f} s, {100 * rooms[k]['skipped_share']:.0f} % "
+                               "skipped)" for k in quiet + [k for k in rooms if k not in quiet])
+                     + f"; same wake words in every room: {all(v['same_wakes'] for v in rooms.values())}",
+                     "—", "reported"))
     d = r.get("daemon") or {}
     i = d.get("idle")
     if i:
@@ -355,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="every figure as JSON (default bench/results/latest.json, "
                     "or only-STEPS.json with --only)")
     ap.add_argument("--out", metavar="FILE", help="the table (default bench/results/latest.md, or only-STEPS.md)")
-    ap.add_argument("--only", help="comma-separated steps (audio, ort, idle, turns, startup, live, mqtt, endpoint, "
-                    "asynctools, player); default all")
+    ap.add_argument("--only", help="comma-separated steps (audio, ort, quiet, idle, turns, startup, live, mqtt, "
+                    "endpoint, asynctools, player); default all")
     a = ap.parse_args(argv)
     stem = "only-" + "-".join(sorted(a.only.split(","))) if a.only else "latest"
     a.json = a.json or str(BENCH / "results" / f"{stem}.json")
@@ -365,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     models = Path(a.models)
     n = {"audio_s": 8 if q else 30, "idle_s": 10 if q else 40, "window_s": 5.0 if q else 10.0, "turns": 6 if q else 30, "starts": 3 if q else 7,
          "live_samples": 5 if q else 30, "goaways": 20 if q else 100, "mqtt_samples": 50 if q else 200,
-         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "async_runs": 4 if q else 12,
+         "ort_frames": 200 if q else 600, "ort_runs": 1 if q else 3, "quiet_runs": 1 if q else 5, "async_runs": 4 if q else 12,
          "player_wakes": 5 if q else 20, "player_replies": 5 if q else 20}
     t0 = time.monotonic()
     results: dict[str, Any] = {"machine": bench_daemon.machine(), "mode": "quick" if q else "full", "params": n,
@@ -374,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon: dict[str, Any] = {}
     results["daemon"] = daemon
 
-    steps = set(a.only.split(",")) if a.only else {"audio", "ort", "idle", "turns", "startup", "live", "mqtt",
+    steps = set(a.only.split(",")) if a.only else {"audio", "ort", "quiet", "idle", "turns", "startup", "live", "mqtt",
                                                         "endpoint", "asynctools", "player"}
 
     def part(name: str, **kw: Any) -> Any:
@@ -390,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         _step("audio", lambda: run_audio(models, n["audio_s"]), results, errors)
     if "ort" in steps:
         _step("ort", lambda: run_ort(models, n["ort_frames"], n["ort_runs"]), results, errors)
+    if "quiet" in steps:
+        _step("quiet", lambda: run_quiet(models, n["quiet_runs"]), results, errors)
     if "idle" in steps:
         _step("idle", part("idle", seconds=n["idle_s"], window_s=n["window_s"]), daemon, errors)
     if "turns" in steps:
