@@ -47,7 +47,9 @@ def render(text: str, path: str | os.PathLike[str] | None = None, *, rate: int =
     for tool in ("text2wave" if festival else "espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise EdgedError(f"{tool}: not installed (apt-get install {PACKAGES[tool]})")
-    key = hashlib.sha256(f"{text}|{voice}|{speed}|{rate}".encode()).hexdigest()[:12]
+    # "-D": sox dithers by default when it converts to 16 bits, with a random generator, so every
+    # render of the same text differed (and a render's .raw from its .wav); renders made so are not reused
+    key = hashlib.sha256(f"{text}|{voice}|{speed}|{rate}|no-dither".encode()).hexdigest()[:12]
     if path is None:
         base = Path(cache_dir or os.environ.get("EDGED_AUDIO_CACHE") or Path.home() / ".cache/edged/tts")
         path = base / f"{_slug(text)}-{_slug(voice)}-{speed}-{key}.raw"
@@ -72,9 +74,9 @@ def render(text: str, path: str | os.PathLike[str] | None = None, *, rate: int =
                            capture_output=True, timeout=60)
         fmt = ["-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer"]
         tmp_raw, tmp_wav = Path(tmp) / "out.raw", Path(tmp) / "out.wav"
-        subprocess.run(["sox", str(spoken), *fmt, "-t", "raw", str(tmp_raw)], check=True, capture_output=True,
+        subprocess.run(["sox", "-D", str(spoken), *fmt, "-t", "raw", str(tmp_raw)], check=True, capture_output=True,
                        timeout=60)
-        subprocess.run(["sox", str(spoken), *fmt, str(tmp_wav)], check=True, capture_output=True, timeout=60)
+        subprocess.run(["sox", "-D", str(spoken), *fmt, str(tmp_wav)], check=True, capture_output=True, timeout=60)
         shutil.move(tmp_wav, wav)
         shutil.move(tmp_raw, raw)
     log.debug("rendered %r (%s, %s) -> %s", text, voice, speed, raw)

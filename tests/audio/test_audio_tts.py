@@ -24,6 +24,19 @@ def test_renders_speech_at_16_khz_and_caches_it(voice, tmp_path):
     assert raw.stat().st_mtime_ns == stamp  # the second call is a lookup
 
 
+@pytest.mark.parametrize("voice", ["en-us", "festival:cmu_us_slt_arctic_hts"])
+def test_a_render_is_the_same_every_time_and_its_raw_is_its_wav(voice, tmp_path):
+    # test speech and the bench's corpus must not change from one fresh cache to the next (sox dithers
+    # at random unless told not to)
+    import wave
+
+    a = tts.render("set a timer for ten minutes", voice=voice, cache_dir=tmp_path / "a")
+    b = tts.render("set a timer for ten minutes", voice=voice, cache_dir=tmp_path / "b")
+    assert a.read_bytes() == b.read_bytes()
+    with wave.open(str(a.with_suffix(".wav"))) as w:
+        assert w.readframes(w.getnframes()) == a.read_bytes()
+
+
 def test_festival_and_espeak_voices_differ(tmp_path):
     a = _pcm(tts.render("set a timer", voice="en-us", speed=160, cache_dir=tmp_path))
     b = _pcm(tts.render("set a timer", voice="festival:cmu_us_slt_arctic_hts", speed=160, cache_dir=tmp_path))
