@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ctl_status, paths
-from .control_client import DEFAULT_SOCKET, ControlClient, DaemonError, result
+from .control_client import ControlClient, DaemonError, result
 from .errors import EX_ERROR, EX_OK, EX_USAGE, ControlError, EdgedError
 
 render = ctl_status.render  # the generic table, kept under its old name
@@ -39,7 +39,7 @@ def _global_options(top: bool) -> argparse.ArgumentParser:
     g = argparse.ArgumentParser(add_help=False)
     o = g.add_argument_group("global options (anywhere on the line)")
     o.add_argument("--socket", metavar="PATH", default=default(None),
-                   help=f"control socket (default: control.socket of the config, else {DEFAULT_SOCKET})")
+                   help=f"control socket (default: control.socket of the config, else {paths.DEFAULT_SOCKET})")
     o.add_argument("--config", metavar="FILE", default=default(None),
                    help="config file (default $EDGED_CONFIG or /etc/edged/edged.toml)")
     o.add_argument("--json", action="store_true", default=default(False), help="print results as JSON")

@@ -216,15 +216,15 @@ class WakeDetector:
             self._engine.predict(pcm)
 
     def process(self, frame: AudioFrame) -> Detection | None:
+        if self._engine is None:
+            self.load()
+        pcm = np.frombuffer(frame.pcm, dtype="<i2")
         if self.gate is not None:
-            if self._engine is None:
-                self.load()
-            if not self.gate.admit(np.frombuffer(frame.pcm, dtype="<i2"), frame.t):
+            if not self.gate.admit(pcm, frame.t):
                 self._run = dict.fromkeys(self._run, 0)
                 return None
             self._catch_up()
-        scores = self.scores(frame)
-        self.last_scores = scores
+        scores = self.last_scores = self._engine.predict(pcm)
         self.frames += 1
         best: Detection | None = None
         for name, score in scores.items():
