@@ -324,3 +324,39 @@ def test_the_image_key_changes_with_every_file_the_build_reads(tmp_path, runner)
         new = _image_key(runner, vm)
         assert new != key, f"scripts/{runner}'s image key does not hash {rel}"
         key = new
+
+
+def _pid1(msg_id: str, usec: int, **extra: str) -> dict[str, str]:
+    return {"_PID": "1", "MESSAGE_ID": msg_id, "__MONOTONIC_TIMESTAMP": str(usec), **extra}
+
+
+def test_start_ready_times_the_last_start_job_from_pid1s_journal():
+    """start_ready reads the installer's start -> READY=1 from PID 1's start-job messages."""
+    rows = _load("rows_service")
+    begun, done, failed = rows.JOB_STARTING, rows.JOB_STARTED, rows.JOB_FAILED
+    daemon_line = {"_PID": "812", "MESSAGE": "READY", "__MONOTONIC_TIMESTAMP": "19000000"}
+    entries = [_pid1(begun, 5_000_000), _pid1(done, 6_000_000, JOB_RESULT="done"),  # an earlier start
+               _pid1(begun, 17_250_000), daemon_line, _pid1(done, 20_960_000, JOB_RESULT="done")]
+    assert rows.last_start_job(entries) == (pytest.approx(3.71), "done")
+    timed_out = [_pid1(begun, 1_000_000), _pid1(failed, 41_000_000, JOB_RESULT="timeout")]
+    assert rows.last_start_job(timed_out) == (pytest.approx(40.0), "timeout")
+    with pytest.raises(rows.Fail, match="has not ended"):
+        rows.last_start_job(entries[:3] + [daemon_line])
+    with pytest.raises(rows.Fail, match="no start job"):
+        rows.last_start_job([daemon_line])
+    # the daemon's own lines never count, even with PID 1's message id
+    with pytest.raises(rows.Fail, match="no start job"):
+        rows.last_start_job([{**_pid1(begun, 1), "_PID": "812"}])
+
+
+def test_only_an_install_that_failed_at_its_start_goes_on_to_the_rows():
+    """With --break start the installer's `systemctl restart` fails: start_ready reports it.  A failure
+    of any earlier step stays a set-up failure."""
+    harness = _load("harness")
+    at_start = ("[   90.1] + systemctl enable edged.service\n[   90.4] + systemctl restart edged.service\n"
+                "[  101.0] Job for edged.service failed because a timeout was exceeded.\n")
+    assert harness.failed_at_start(at_start)
+    earlier = ("[    1.0] + /opt/edged/venv/bin/python -m pip install -q /root/src[all]\n"
+               "[    9.0] ERROR: No matching distribution found for numpy\n")
+    assert not harness.failed_at_start(earlier)
+    assert not harness.failed_at_start("")

@@ -34,10 +34,44 @@ if TYPE_CHECKING:
     from harness import Bench
 
 
+# systemd's catalog (/usr/lib/systemd/catalog/systemd.catalog): PID 1's messages on a start job
+JOB_STARTING = "7d4958e842da4a758f6c1cdc7b36dcc5"  # "A start job for unit @UNIT@ has begun execution"
+JOB_STARTED = "39f53479d3a045ac8e11786248231fbf"  # "... has finished successfully"
+JOB_FAILED = "be02cf6855d2428ba40df7e9d022f03d"  # "... has failed"
+
+
+def last_start_job(entries: list[dict[str, Any]]) -> tuple[float, str]:
+    """(seconds, result) of the last start job in a unit's journal entries (journalctl -o json):
+    from PID 1's "has begun execution" to its "finished successfully" ("done") or "has failed" (the
+    entry's JOB_RESULT), on the guest's monotonic clock.  For a Type=notify unit that is start ->
+    READY=1.  Fail when there is no start job, or it has not ended."""
+    pid1 = [e for e in entries if e.get("_PID") == "1" and "__MONOTONIC_TIMESTAMP" in e]
+    begun = [i for i, e in enumerate(pid1) if e.get("MESSAGE_ID") == JOB_STARTING]
+    if not begun:
+        raise Fail("no start job for the unit in the journal")
+    t0 = int(pid1[begun[-1]]["__MONOTONIC_TIMESTAMP"])
+    for e in pid1[begun[-1] + 1:]:
+        if e.get("MESSAGE_ID") in (JOB_STARTED, JOB_FAILED):
+            result = str(e.get("JOB_RESULT") or ("done" if e["MESSAGE_ID"] == JOB_STARTED else "failed"))
+            return (int(e["__MONOTONIC_TIMESTAMP"]) - t0) / 1e6, result
+    raise Fail("the unit's last start job has not ended")
+
+
 def start_ready(bench: Bench) -> str:
-    t = time.monotonic()
-    sh("systemctl start edged.service", timeout=180)  # Type=notify: returns once READY=1 arrives
-    bench.figures["start_to_ready_s"] = round(time.monotonic() - t, 2)
+    if bench.daemon_from == "install":
+        # the daemon scripts/install started (its `systemctl restart`, as on a Pi): that start's
+        # time to READY=1, from PID 1's journal
+        if bench.install_start_error:
+            raise Fail(f"scripts/install's systemctl restart failed: {bench.install_start_error}")
+        took, result = last_start_job(journal())
+        if result != "done":
+            raise Fail(f"the installer's start of the unit ended {result!r} after {took:.1f} s")
+        how = "scripts/install's start"
+    else:
+        t = time.monotonic()
+        sh("systemctl start edged.service", timeout=180)  # Type=notify: returns once READY=1 arrives
+        took, how = time.monotonic() - t, "systemctl start"
+    bench.figures["start_to_ready_s"] = round(took, 2)
     p = unit_props()
     if (p["ActiveState"], p["SubState"]) != ("active", "running"):
         raise Fail(f"after start: {p['ActiveState']}/{p['SubState']}")
@@ -52,7 +86,7 @@ def start_ready(bench: Bench) -> str:
         vm = {k: int(v.split()[0]) / 1024 for k, v in (ln.split(":", 1) for ln in f) if k in ("VmRSS", "RssAnon")}
     bench.figures["idle_vmrss_mb"], bench.figures["idle_rssanon_mb"] = round(vm["VmRSS"], 1), round(vm["RssAnon"], 1)
     pycs = sum(1 for _ in Path("/opt/edged/pycache").rglob("*.opt-2.pyc"))
-    return (f"READY after {bench.figures['start_to_ready_s']} s; Status: {text!r}; idle VmRSS "
+    return (f"{how}: READY after {bench.figures['start_to_ready_s']} s; Status: {text!r}; idle VmRSS "
             f"{vm['VmRSS']:.1f} MB; {pycs} opt-2 byte-code files from scripts/install")
 
 

@@ -45,7 +45,7 @@ from waits import HOST, Fail, HostWatch, sh  # noqa: E402
 LIMITS_S = {"uninstall": 2 * rows_security.IO_BOUND_S + 60}
 
 SCENARIOS = [
-    ("start_ready", "systemctl start -> READY; systemctl status shows the STATUS text",
+    ("start_ready", "the installer's systemctl restart -> READY; systemctl status shows the STATUS text",
      rows_service.start_ready),
     ("wake_tool_reply", "wake word on hw:Loopback -> activity_start -> tool call -> gpio-sim line high -> reply "
      "recorded", rows_devices.wake_tool_reply),
@@ -70,8 +70,9 @@ SCENARIOS = [
 
 def chosen(only: set[str]) -> list[tuple[str, str, Any]]:
     """The rows to run, in the table's order: all, or those named and start_ready, which the others
-    expect to have started the daemon (the set-up leaves it stopped).  Without it a `--break` run of
-    one row failed for want of a daemon, not for its break."""
+    expect to have seen the daemon start (and to have started it, when the set-up stopped it to
+    change its code).  Without it a `--break` run of one row failed for want of a daemon, not for
+    its break."""
     if not only:
         return list(SCENARIOS)
     return [row for row in SCENARIOS if row[0] in only or row[0] == "start_ready"]
