@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .live.reach import CONNECTED, DOWN, Reach
+from .repeats import Repeats
 
 if TYPE_CHECKING:
     from .ports import Ports
@@ -31,6 +32,7 @@ class LiveState:
         self.text = "not started"
         self.reach = Reach()  # connected / reconnecting / offline, from the session's connection states
         self.problem: str | None = None  # what the Live connection's problem is, for the conversation's `why`
+        self._repeats = Repeats()
 
     def update(self, state: str, detail: str, session: dict[str, Any] | None) -> bool:
         """A state from the session (``session``: its status, when attached).  True when the service
@@ -42,7 +44,14 @@ class LiveState:
                 fields["SESSION_ID"] = session["session_id"]
             if session.get("last_close_code") is not None:
                 fields["CLOSE_CODE"] = session["last_close_code"]
-        log.info("live %s %s", state, detail, extra={"fields": fields})
+        if state in CONNECTED:
+            self._repeats.clear()
+            say, held = True, 0
+        else:  # a retry loop's states (connecting, offline, ...) once per reason, not every try
+            say, held = self._repeats.seen(f"{state}\0{detail}")
+        more = f" ({held} more since the last line)" if held else ""
+        log.log(logging.INFO if say else logging.DEBUG, "live %s %s%s", state, detail, more,
+                extra={"fields": fields})
         self.reach.update(state, detail)
         down = state in DOWN
         if down:  # offline, auth_failed, model_unavailable, setup_refused, no_key, no_ca

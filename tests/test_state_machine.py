@@ -10,6 +10,7 @@ edged.transitions.TABLE the test checks the next state and the action's visible 
 import asyncio
 import contextlib
 import inspect
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -782,5 +783,29 @@ async def test_a_follow_up_turn_while_it_rings_is_a_turn():
         h.parts.timers.ringing = [{"id": "timer-1"}]
         h.conv.on_turn_start("follow-up")  # not a person's gesture: the ringing goes on
         assert h.conv.state == State.LISTENING and not h.rec.has("timers", "stop_ringing")
+    finally:
+        await h.close()
+
+
+async def test_a_retry_loops_connection_states_are_logged_once_per_reason(caplog):
+    """A week without the network is one line per state and reason, not three lines every retry; the
+    status and events still follow every state, and a connection makes the next failure news."""
+    caplog.set_level(logging.DEBUG, logger="edged.conversation")
+    h = await reach(State.IDLE)
+
+    def said(text: str) -> int:
+        return sum(1 for r in caplog.records if r.levelno >= logging.INFO and r.getMessage().startswith(text))
+
+    try:
+        for _ in range(50):
+            h.conv.on_connection("connecting", "fresh session")
+            h.conv.on_connection("offline", "no route")
+        assert said("live connecting fresh session") == 1 and said("live offline no route") == 1
+        assert len(h.published("connection")) >= 100 and h.conv.live_state == "offline (no route)"
+        h.conv.on_connection("offline", "name resolution failed")  # a new reason is news
+        assert said("live offline name resolution failed") == 1
+        h.conv.on_connection("connected", "sim-1")
+        h.conv.on_connection("offline", "no route")
+        assert said("live connected") == 1 and said("live offline no route") == 2
     finally:
         await h.close()

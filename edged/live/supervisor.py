@@ -25,6 +25,7 @@ from google.genai import types
 from websockets.exceptions import InvalidStatus
 
 from ..config import LiveConfig
+from ..repeats import Repeats
 from ..secrets import Secret, missing_key
 from ..supervise import cancel_and_wait
 from .backoff import Backoff
@@ -52,6 +53,10 @@ RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many secon
 READER_STOP_S = 5.0  # a link's reader gets this long to stop when the link ends
 
 
+def _held(n: int) -> str:
+    return f" ({n} more like it since the last line)" if n else ""
+
+
 class LinkSupervisor:
     """``stats`` is the session's (shared with the sender and the receiver); this class sets ``state``,
     the connection and failure counters and the last close."""
@@ -69,6 +74,7 @@ class LinkSupervisor:
         self._sender = sender
         self._receiver = receiver
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, cfg.stable_after_s)
+        self._repeats = Repeats()  # failure lines: once per reason while it lasts, not per retry
         self._force_fresh = False
         self.link: Link | None = None  # the open connection (or the one ending); only this class sets it
         self._stopping = False
@@ -193,8 +199,10 @@ class LinkSupervisor:
                         delay = 0.0
                     elif f.kind == "auth":
                         self._stats["auth_failures"] += 1
-                        log.error("the Live API refused the credentials (%s): retrying in %.1f s",
-                                  f.detail, self.cfg.auth_retry_s)
+                        say, held = self._repeats.seen(f"auth:{f.detail}")
+                        if say:
+                            log.error("the Live API refused the credentials (%s): retrying in %.1f s%s",
+                                      f.detail, self.cfg.auth_retry_s, _held(held))
                         self._emit("auth_failed", f.detail)
                         delay = self.cfg.auth_retry_s
                     elif f.kind in ("model", "setup"):
@@ -204,7 +212,10 @@ class LinkSupervisor:
                             self._handles.drop()
                             self._force_fresh = True
                         delay = self._backoff.next_delay()
-                        log.warning("Live connection failed (%s): retrying in %.2f s", f.detail, delay)
+                        say, held = self._repeats.seen(f"{f.kind}:{f.detail}")
+                        if say:  # once per reason, then a reminder (edged.repeats): not every retry
+                            log.warning("Live connection failed (%s): retrying in %.2f s%s", f.detail, delay,
+                                        _held(held))
                         self._emit("offline" if f.kind == "offline" else "disconnected", f.detail)
                 if delay > 0:
                     await self._sleep(delay)
@@ -250,7 +261,9 @@ class LinkSupervisor:
                       f"[live] keys against the model (README, Supported Live models)")
             state = "setup_refused"
         self._stats["last_error"] = detail
-        log.error("%s: retrying in %.1f s", detail, self.cfg.auth_retry_s)
+        say, held = self._repeats.seen(f"{state}:{detail}")
+        if say:
+            log.error("%s: retrying in %.1f s%s", detail, self.cfg.auth_retry_s, _held(held))
         self._emit(state, detail)
         return self.cfg.auth_retry_s
 
@@ -297,6 +310,7 @@ class LinkSupervisor:
             if self._stats["resumes"] + self._stats["fresh_starts"] > 1:
                 self._stats["reconnects"] += 1
             log.info("Live session %s (%s)", "resumed" if handle else "started", sid or "no session id")
+            self._repeats.clear()  # the next failure is news again
             connected_evt.set()
             self._emit("resumed" if handle else "connected", sid or "")
             reader = asyncio.get_running_loop().create_task(self._receiver.read(link))

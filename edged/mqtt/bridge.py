@@ -36,6 +36,7 @@ from typing import Any
 from ..config import MqttConfig
 from ..errors import ConfigError, EdgedError, ToolError
 from ..live.backoff import Backoff
+from ..repeats import Repeats
 from ..secrets import Secret, register, scrub
 from ..supervise import cancel_and_wait
 from . import discovery
@@ -91,6 +92,7 @@ class MqttBridge:
         self._since: float | None = None
         self._next_retry: float | None = None
         self.last_error: str | None = None
+        self._repeats = Repeats()  # "cannot connect" lines: once per reason, then a reminder
         self.stats = {"connects": 0, "published": 0, "commands": 0, "refused": 0, "dropped": 0,
                       "rediscoveries": 0}
 
@@ -315,30 +317,38 @@ class MqttBridge:
     async def _supervise(self) -> None:
         backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self.stable_after_s)
         while True:
+            said = True
             try:
                 await self._session(backoff)
             except asyncio.CancelledError:
                 raise
             except ConfigError as exc:
-                self._failed(str(exc))
+                said = self._failed(str(exc))
             except Exception as exc:  # MqttError, OSError, ssl errors: retried
-                self._failed(_describe(exc))
+                said = self._failed(_describe(exc))
             finally:
                 self._client = None
                 self._connected = False
             backoff.disconnected()
             delay = backoff.next_delay()
             self._next_retry = time.monotonic() + delay
-            log.info("mqtt: reconnecting to %s in %.1f s", self.broker, delay)
+            # with the failure's line only: a broker down for a week is not a line every retry
+            log.log(logging.INFO if said else logging.DEBUG, "mqtt: reconnecting to %s in %.1f s", self.broker, delay)
             await asyncio.sleep(delay)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str) -> bool:
+        """Log why the connection ended or could not be made; False when that line was held back
+        (the same reason again, edged.repeats)."""
         message = scrub(message)
+        self.last_error = message
         if self._connected:
             log.warning("mqtt: connection to %s lost: %s", self.broker, message)
-        elif message != self.last_error:
-            log.warning("mqtt: cannot connect to %s: %s", self.broker, message)
-        self.last_error = message
+            return True
+        say, held = self._repeats.seen(message)
+        if say:
+            more = f" ({held} more tries since the last line)" if held else ""
+            log.warning("mqtt: cannot connect to %s: %s%s", self.broker, message, more)
+        return say
 
     async def _session(self, backoff: Backoff) -> None:
         import aiomqtt
@@ -369,6 +379,7 @@ class MqttBridge:
             else:
                 log.info("mqtt: connected to %s", self.broker)
             self.last_error = None
+            self._repeats.clear()  # the next failure is news again
             await self._subscribe(client)
             await client.publish(self._availability, "online", qos=1, retain=True)
             # the broker may have lost everything (a restart without persistence): publish it all again

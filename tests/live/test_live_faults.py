@@ -244,3 +244,37 @@ async def test_a_reply_message_over_1_mib_is_received_not_a_disconnect(emu, runn
     await until(lambda: len(h.audio) >= len(big), what="the big message")
     assert bytes(h.audio[: len(big)]) == big
     assert s.status()["reconnects"] == 0 and s.connected
+
+
+async def test_an_outage_is_one_line_then_a_reminder_and_news_again_after_it_ends(emu, runner, caplog, monkeypatch):
+    """The service gone for a long time: "Live connection failed" once, not on every retry; after a
+    connection the next outage is logged again; a reminder with the count at most every REMIND_S."""
+    from edged import repeats
+
+    caplog.set_level(logging.INFO, logger="edged.live.session")
+    fast = dict(backoff_initial_s=0.01, backoff_max_s=0.02)
+    s, h = runner.start(live_cfg(emu, **fast))
+    assert await s.wait_connected(15)
+
+    def failed() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Live connection failed")]
+
+    await emu.stop()  # refused from now on
+    await until(lambda: h.states().count("offline") >= 20, what="20 refused tries")
+    assert len(failed()) == 1, failed()
+    await emu.start()  # on the same port
+    await until(lambda: s.connected, what="connected again")
+    await emu.stop()
+    await until(lambda: h.states().count("offline") >= 40, what="20 more refused tries")
+    assert len(failed()) == 2, failed()  # the second outage is news
+    await s.stop()
+
+    monkeypatch.setattr(repeats, "REMIND_S", 0.3)  # read by the next Repeats made: the next session's
+    await emu.start()
+    s2, h2 = runner.start(live_cfg(emu, **fast))
+    assert await s2.wait_connected(15)
+    await emu.stop()
+    await until(lambda: any("more like it since the last line" in m for m in failed()[2:]),
+                what="a reminder with the count", timeout=10)
+    tries = h2.states().count("offline")
+    assert 2 <= len(failed()) - 2 < tries / 2, (failed()[2:], tries)  # far fewer lines than tries

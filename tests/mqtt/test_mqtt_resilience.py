@@ -89,6 +89,35 @@ async def test_clean_stop_publishes_offline(broker: Broker, ha: HA) -> None:
     await ha.wait("edged/t_stop/availability", lambda p: p == b"offline")
 
 
+async def test_a_broker_away_for_long_is_one_line_not_one_per_retry(broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    """Every retry used to log "reconnecting in": a broker down for a week was a journal line every
+    few seconds.  Now "cannot connect" and "reconnecting" are said once per reason (the retries go on at
+    DEBUG), and after a connection the next outage is news again."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="edged.mqtt.bridge")
+
+    def lines(text: str, level: int = logging.INFO) -> int:
+        return sum(1 for rec in caplog.records if rec.levelno >= level and text in rec.getMessage())
+
+    r = Rig(mqtt_cfg(broker, "t_away").model_copy(update={"backoff_max_s": 0.05}), devices=[dict(name="lamp", kind="led", pin=17)])
+    await r.start()
+    try:
+        await until(lambda: r.bridge.connected, what="the first connection")
+        broker.stop()
+        await until(lambda: lines("mqtt: reconnecting", logging.DEBUG) >= 15, what="15 retries")
+        assert lines("cannot connect") == 1 and lines("mqtt: reconnecting") == 2  # after the loss, after the refusal
+        broker.start()
+        await until(lambda: r.bridge.connected, what="connected again")
+        broker.stop()
+        await until(lambda: lines("mqtt: reconnecting", logging.DEBUG) >= 30, what="15 more retries")
+        assert lines("cannot connect") == 2 and lines("connection to") == 2
+    finally:
+        if broker.proc is None:
+            broker.start()
+        await r.stop()
+
+
 async def test_no_broker_the_speaker_works_on(caplog: pytest.LogCaptureFixture) -> None:
     """Nothing listens on the port: start() returns at once, the error is reported, commands
     through the port still work, and the retries back off."""
