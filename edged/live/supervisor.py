@@ -110,6 +110,7 @@ class LinkSupervisor:
             return False
         self._retry_now_at = now
         log.info("retrying the Live connection now (%s)", self._stats["state"])
+        self._repeats.clear()  # someone is waiting for this try: its outcome is logged, even if the same
         self._events()[0].set()  # ends the wait in _sleep()
         return True
 

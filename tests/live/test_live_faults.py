@@ -139,6 +139,27 @@ async def test_http_403_is_auth_failure_and_key_never_logged(cert_dir, runner, c
     assert key not in text
 
 
+async def test_a_refusal_is_logged_once_but_again_after_an_early_retry(cert_dir, runner, caplog):
+    """A refused key is one line, not one every auth_retry_s; but the try someone asked for (a wake,
+    `edgectl reload`: retry_now) gets its line even when the reason is the same."""
+    from edged.sim import LiveEmulator
+
+    caplog.set_level(logging.INFO, logger="edged.live.session")
+
+    def refused() -> int:
+        return sum(1 for r in caplog.records if "refused the credentials" in r.getMessage())
+
+    async with LiveEmulator(Scenario(), cert_dir=cert_dir, api_key="the-right-key", speed=20) as emu:
+        s, h = runner.start(live_cfg(emu, auth_retry_s=0.1), api_key=Secret("not-the-key", "test"))
+        await until(lambda: h.states().count("auth_failed") >= 4, timeout=20, what="four auth failures")
+        assert refused() == 1
+        tries = h.states().count("auth_failed")
+        assert s.retry_now()
+        await until(lambda: h.states().count("auth_failed") > tries, what="the early try")
+        assert refused() == 2
+        await s.stop()
+
+
 async def test_correct_key_is_accepted(cert_dir, runner):
     from edged.sim import LiveEmulator
 
