@@ -3,7 +3,11 @@
 Timers count on the monotonic clock while the daemon runs, so a wall-clock jump (NTP, a person setting
 the date) neither shortens nor lengthens them.  Their due time is also kept as wall-clock seconds in
 ``STATE_DIR/timers.json`` (rewritten when the wall clock is seen to jump), so after a restart the
-remaining time is recomputed from it.
+remaining time is recomputed from it.  A Pi has no real-time clock: after a power cut it may start
+with the time it stopped at, and NTP sets the clock later.  So until the clock is known to be set
+(systemd-timesyncd's flag file), the timers read at start count to their kept due time through the
+first jump, instead of keeping their remaining time: a timer that fell due during the outage rings
+when the clock is set, not the outage's length late.
 
 Alarms are wall-clock times in the system's local time zone (``TZ``, else ``/etc/localtime``), kept as
 the local date and time and turned into an instant at every check, so they follow DST and a change of
@@ -58,6 +62,12 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
     def time(self) -> float: ...  # wall clock, seconds since the epoch
     def zone(self) -> tzinfo: ...  # the local time zone
+    def synced(self) -> bool: ...  # whether the wall clock is known to be set (NTP)
+
+
+# systemd-timesyncd creates this once it has set the clock (systemd-timesyncd.service(8)); the unit's
+# sandbox can read /run.  Without it (another NTP client, or none) the clock counts as not synced.
+TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
 
 
 def local_zone() -> tzinfo:
@@ -98,6 +108,9 @@ class SystemClock:
         if self._zone is None or now - self._zone_at > 60:
             self._zone, self._zone_at = local_zone(), now
         return self._zone
+
+    def synced(self) -> bool:
+        return os.path.exists(TIMESYNC_FLAG)
 
 
 # -- local times ----------------------------------------------------------------------------------
@@ -198,6 +211,7 @@ class Timers:
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self.missed: list[dict[str, Any]] = []  # dropped as too late, the last few
+        self._wall_anchored: set[str] = set()  # kept timers counted from the wall clock until it is set
         self.rung = 0
 
     # lifecycle ---------------------------------------------------------------------------------
@@ -237,6 +251,10 @@ class Timers:
             self._items[it.id] = it
             self._next_id = max(self._next_id, _number(it.id) + 1)
         self._offset = wall - mono
+        # A Pi has no real-time clock: after a power cut it may start with the time it stopped at, and
+        # NTP sets it later.  Until the clock is known to be right, the kept due times are the truth:
+        # the first jump re-counts these timers from them (a timer due during the outage rings then).
+        self._wall_anchored = set() if self._synced() else {i for i, it in self._items.items() if it.kind == "timer"}
         log.info("timers: %d kept timers and alarms loaded from %s", len(self._items), self.path)
 
     async def start(self, watch: Callable[[Callable[[], Any], str], asyncio.Task[Any]] | None = None) -> None:
@@ -351,12 +369,23 @@ class Timers:
         offset = wall - mono
         changed = False
         if self._offset is not None and abs(offset - self._offset) > JUMP_TOLERANCE_S:
-            log.info("timers: the wall clock moved by %+.0f s; timers keep counting, alarms follow the clock",
-                     offset - self._offset)
+            anchored = [it for it in self._items.values() if it.id in self._wall_anchored]
+            if anchored:
+                log.info("timers: the wall clock moved by %+.0f s before it was known to be set: the %d "
+                         "timers kept from before the start count to their kept due time", offset - self._offset,
+                         len(anchored))
+            else:
+                log.info("timers: the wall clock moved by %+.0f s; timers keep counting, alarms follow the clock",
+                         offset - self._offset)
             for it in self._items.values():
-                if it.kind == "timer" and it.due_mono is not None:
+                if it.id in self._wall_anchored:
+                    it.due_mono = mono + (it.due - wall)
+                elif it.kind == "timer" and it.due_mono is not None:
                     it.due = wall + (it.due_mono - mono)
+            self._wall_anchored = set()
             changed = True
+        elif self._wall_anchored and self._synced():  # set without a jump: the start's clock was right
+            self._wall_anchored = set()
         self._offset = offset
         for it in list(self._items.values()):
             if it.ringing_since is not None:
@@ -412,6 +441,12 @@ class Timers:
         if it.kind == "timer" and it.due_mono is not None:
             return it.due_mono - (self.clock.monotonic() if mono is None else mono)
         return self._due_wall(it) - (self.clock.time() if wall is None else wall)
+
+    def _synced(self) -> bool:
+        try:
+            return bool(self.clock.synced())
+        except OSError:
+            return False
 
     def _due_wall(self, it: Item) -> float:
         if it.kind == "alarm" and it.local:

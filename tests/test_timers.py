@@ -27,10 +27,14 @@ def utc(*args: int) -> float:
 class FakeClock:
     """Monotonic and wall clocks the test moves; a new instance is a new boot (monotonic from 0)."""
 
-    def __init__(self, wall: float, tz=BERLIN) -> None:
+    def __init__(self, wall: float, tz=BERLIN, synced: bool = True) -> None:
         self.mono = 1000.0
         self.wall = wall
         self.tz = tz
+        self.is_synced = synced
+
+    def synced(self) -> bool:
+        return self.is_synced
 
     def monotonic(self) -> float:
         return self.mono
@@ -208,6 +212,52 @@ def test_alarm_follows_a_change_of_time_zone(tmp_path):
 
 
 # -- clock jumps -------------------------------------------------------------------------------------
+def test_after_a_power_cut_kept_timers_count_to_their_due_time_when_ntp_sets_the_clock(tmp_path, caplog):
+    """No RTC: the Pi boots at 18:01 (the time it stopped), NTP sets 18:31 later.  The 10-minute timer
+    set at 18:00 fell due during the outage: it rings when the clock is set, not 9 minutes later."""
+    caplog.set_level(logging.INFO, logger="edged.timers")
+    clock = FakeClock(utc(2026, 11, 20, 18))
+    a = Rig(tmp_path, clock)
+    a.t.set_timer(600, "soup")
+    a.step(60)
+    boot = FakeClock(clock.wall, synced=False)  # the power comes back 30 min later; the clock says 18:01
+    boot.mono = 8.0
+    b = Rig(tmp_path, boot)
+    b.t.check()
+    assert b.rang == [] and b.t.list()[0]["remaining_s"] == 540
+    b.step(20)
+    boot.jump_wall(30 * 60)  # NTP: 18:31
+    boot.is_synced = True
+    b.t.check()
+    assert [it["label"] for it in b.rang] == ["soup"]
+    assert "before it was known to be set" in caplog.text
+    # one due while the power was out for longer than timers.missed_max_s is dropped, not rung late
+    c_dir = tmp_path / "c"
+    c = Rig(c_dir, FakeClock(utc(2026, 11, 21, 18)), missed_max_s=600)
+    c.t.set_timer(600, "bread")
+    late = FakeClock(utc(2026, 11, 21, 18, 1), synced=False)
+    d = Rig(c_dir, late, missed_max_s=600)
+    late.jump_wall(3 * 3600)
+    d.t.check()
+    assert d.rang == [] and d.t.list() == [] and d.t.missed[0]["label"] == "bread"
+
+
+def test_a_kept_timer_keeps_its_remaining_time_through_jumps_once_the_clock_was_set(tmp_path):
+    """The clock synced at start (or later, without a jump): a person setting the date afterwards
+    does not move the kept timer."""
+    clock = FakeClock(utc(2026, 11, 20, 18))
+    a = Rig(tmp_path, clock)
+    a.t.set_timer(600, "tea")
+    boot = FakeClock(clock.wall + 5, synced=False)
+    b = Rig(tmp_path, boot)
+    b.step(1)
+    boot.is_synced = True  # timesyncd set it with a small step, under the jump tolerance
+    b.step(1)
+    boot.jump_wall(3600)  # then someone sets the clock an hour ahead
+    b.step(1)
+    assert b.rang == [] and b.t.list()[0]["remaining_s"] == 592
+
+
 def test_wall_clock_jumps_do_not_move_timers_and_are_kept_for_restarts(tmp_path):
     clock = FakeClock(utc(2026, 11, 20, 12))
     r = Rig(tmp_path, clock)
@@ -345,3 +395,13 @@ def test_local_zone_from_tz(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, "edged.timers"):
         assert str(local_zone()) == "UTC"
     assert "alarms use UTC" in caplog.text
+
+
+def test_the_system_clock_is_synced_when_timesyncd_says_so(tmp_path, monkeypatch):
+    from edged import timers
+
+    flag = tmp_path / "synchronized"
+    monkeypatch.setattr(timers, "TIMESYNC_FLAG", str(flag))
+    assert timers.SystemClock().synced() is False
+    flag.touch()  # systemd-timesyncd: the clock has been set
+    assert timers.SystemClock().synced() is True
