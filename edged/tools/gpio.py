@@ -26,6 +26,7 @@ from typing import Any
 
 from ..config import INPUT_KINDS, OUTPUT_KINDS, GpioConfig, GpioDevice, device_id
 from ..errors import DeviceError, ToolError
+from ..repeats import Repeats
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class _Slot:
         self.last_set = -math.inf
         self.retry_at = 0.0
         self.retry_delay = 0.0
+        self.said = Repeats()  # its failure: logged once per reason, then a reminder, not every retry
 
 
 class GpioBank:
@@ -312,7 +314,10 @@ class GpioBank:
 
     def _fail(self, slot: _Slot, error: str) -> None:
         """Mark failed (lock held or at start) and schedule a rebuild with backoff."""
-        log.error("gpio: %s (%s): %s; retrying in the background", slot.cfg.name, _pins_text(slot.cfg), error)
+        say, held = slot.said.seen(error)
+        if say:
+            log.error("gpio: %s (%s): %s; retrying in the background%s", slot.cfg.name, _pins_text(slot.cfg), error,
+                      f" ({held} more failed tries since the last line)" if held else "")
         self._close(slot)
         slot.error = error
         slot.retry_delay = min(self._retry_max, max(self._retry_initial, slot.retry_delay * 2))
@@ -340,6 +345,7 @@ class GpioBank:
                 for slot in due:
                     if self._build(slot):
                         log.info("gpio: %s is working again", slot.cfg.name)
+                        slot.said.clear()
                 if not due:
                     self._wake.wait(timeout=max(0.01, min(s.retry_at for s in failed) - now))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 
@@ -155,6 +156,38 @@ def test_busy_pin_is_reported_and_retried(factory):
         assert wait_for(lambda: bank.states()["kitchen_light"]["ok"])
         bank.set("kitchen_light", True)
         assert factory.pin(17).state == 1
+    finally:
+        bank.stop()
+
+
+def test_a_pin_that_stays_busy_is_one_error_line_not_one_per_retry(factory, caplog):
+    """A pin held by an overlay or another process for good: 2,880 error lines a day per device at the
+    30 s retry cap before; now one, a reminder every 10 minutes, and news again after a recovery."""
+    caplog.set_level(logging.INFO, logger="edged.tools.gpio")
+
+    def errors() -> int:
+        return sum(1 for r in caplog.records if r.levelno >= logging.ERROR and "kitchen_light" in r.getMessage())
+
+    blocker = LED(17, pin_factory=factory)
+    bank = GpioBank(gpio_config(), None, factory=factory, retry_initial_s=0.01, retry_max_s=0.02)
+    builds: list[str] = []
+    build = bank._build
+
+    def counted(slot):
+        builds.append(slot.cfg.name)
+        return build(slot)
+
+    bank._build = counted
+    bank.start()
+    try:
+        assert wait_for(lambda: builds.count("kitchen_light") >= 20)  # 20 tries on the busy pin
+        assert not bank.states()["kitchen_light"]["ok"] and errors() == 1
+        blocker.close()
+        assert wait_for(lambda: bank.states()["kitchen_light"]["ok"])
+        bank.device("kitchen_light").close()  # breaks again: news
+        with pytest.raises(DeviceError):
+            bank.set("kitchen_light", True)
+        assert errors() == 2
     finally:
         bank.stop()
 
