@@ -19,12 +19,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..repeats import Repeats
 from .device import Worker
 from .endpoint import Endpointer
 from .frames import RATE, AudioFrame, FrameRing
 from .wake import Detection, WakeDetector
 
 log = logging.getLogger(__name__)
+GAP_LINE_S = 60.0  # lost frames: at most one log line a minute after the first
 
 
 def _nop(*_a: object) -> None:
@@ -63,6 +65,10 @@ class Ear(Worker):
         self.frames = 0
         self.turns = 0
         self.gaps = 0
+        # lost frames: a line at the first loss, then at most one a minute with the total (an Ear
+        # slower than real time on a busy Pi loses a frame every few frames, for as long as it lasts)
+        self._gap_lines = Repeats(remind_s=GAP_LINE_S)
+        self._gaps_unsaid = 0
         self.turn_drops = 0  # frames lost inside turns
         self.errors = 0
 
@@ -163,8 +169,13 @@ class Ear(Worker):
         self._last_seq = frame.seq
         if gap:
             self.gaps += gap
-            log.warning("ear: %d frame(s) lost before frame %d%s", gap, frame.seq,
-                        " during a turn" if self.in_turn else "")
+            self._gaps_unsaid += gap
+            say, held = self._gap_lines.seen("gap")
+            if say:
+                log.warning("ear: %d frame(s) lost before frame %d%s%s", self._gaps_unsaid, frame.seq,
+                            " during a turn" if self.in_turn else "",
+                            f" (in {held + 1} gaps since the last line; {self.gaps} in all)" if held else "")
+                self._gaps_unsaid = 0
             if self.in_turn:
                 self.turn_drops += gap
                 self._call(self.cb.on_drops, gap)

@@ -140,3 +140,32 @@ def test_wake_disabled_suppresses_detection(models_dir, clips):
         assert rec.events == []
     finally:
         ear.stop()
+
+
+def test_lost_frames_are_one_line_then_at_most_one_a_minute_with_the_total(models_dir, caplog, monkeypatch):
+    """An Ear slower than real time loses a frame every few frames: that was a warning each time,
+    about 200 thousand a day.  Now the first loss is said, then the total at most every GAP_LINE_S."""
+    import logging
+
+    from edged.audio import ear as ear_mod
+
+    caplog.set_level(logging.WARNING, logger="edged.audio.ear")
+    monkeypatch.setattr(ear_mod, "GAP_LINE_S", 3600.0)
+    ring = FrameRing(1000)
+    ear = Ear(ring, WakeDetector(["hey_jarvis"], models_dir), Endpointer("webrtc", 500, 15, 1.0), 400,
+              Recorder().callbacks())
+    ear.start()
+    try:
+        seq = 0
+        for _ in range(30):  # thirty gaps of one frame
+            seq = _feed(ring, bytes(2560 * 3), seq, skip={seq + 1})
+        assert _wait(lambda: ear.stats()["seq_gaps"] == 30)
+        lines = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].startswith("ear: 1 frame(s) lost")
+        ear._gap_lines.remind_s = 0.0  # the minute has passed: the next gap says the total since
+        _feed(ring, bytes(2560 * 3), seq, skip={seq + 1})
+        assert _wait(lambda: ear.stats()["seq_gaps"] == 31)
+        lines = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+        assert len(lines) == 2 and lines[1].startswith("ear: 30 frame(s) lost") and "31 in all" in lines[1], lines
+    finally:
+        ear.stop()
