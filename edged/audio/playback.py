@@ -293,6 +293,7 @@ class Player(DeviceThread):
 
     def _run(self) -> None:
         pcm = None
+        wrote = False  # since the device was opened
         self._t_play = time.monotonic()
         gen_seen = self._flush_gen
         try:
@@ -306,6 +307,7 @@ class Player(DeviceThread):
                         self._failed(f"cannot open playback device {self.device!r}: {exc}")
                         continue
                     self._opened()
+                    wrote = False
                 self._wait_for_room()
                 chunk, drained, gen, cue, has_reply = self._next()
                 if gen != gen_seen:  # flushed since the last write: drop what the device still holds
@@ -335,9 +337,13 @@ class Player(DeviceThread):
                 except Exception as exc:
                     self.failures += 1
                     pcm = close_pcm(pcm)
+                    if not wrote:  # opens but cannot be written: wait out the backoff, not a hot loop
+                        self._failed(f"playback device {self.device!r}: {exc}")
+                        continue
                     self._backoff.disconnected()
                     self._status("failed", f"playback device {self.device!r}: {exc}")
-                    continue  # reopen at once; a device that cannot be opened waits out the backoff
+                    continue  # it played before: reopen at once (a device that cannot be opened waits)
+                wrote = True
                 t = time.monotonic()
                 if cue is not None:  # written now; sounds once what the device held before has played
                     self.cue_writes.append((cue, t, max(self._t_play, now)))

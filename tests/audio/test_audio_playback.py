@@ -157,3 +157,46 @@ def test_an_idle_writer_closes_a_disconnected_device_and_reopens_it(monkeypatch)
         assert not opened[1].closed
     finally:
         pl.stop()
+
+
+def test_a_device_that_opens_but_cannot_be_written_waits_out_the_backoff(monkeypatch):
+    """A playback device whose open works and whose writes fail at once was reopened at once, in a
+    hot loop: with a looping ring cue about 31 thousand open/fail cycles and 62 thousand log lines a
+    second.  Now a device that has not written since it was opened waits out the backoff."""
+    from edged import config
+    from edged.audio import playback
+    from edged.audio.cues import CueBank
+
+    opened = []
+
+    class _Broken:
+        def write(self, data: bytes) -> int:
+            raise OSError("Input/output error")
+
+        def state(self) -> int:
+            import alsaaudio
+
+            return alsaaudio.PCM_STATE_PREPARED
+
+        def drop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def open_pcm(kind, device, rate, channels, period_frames):
+        opened.append(time.monotonic())
+        return _Broken()
+
+    monkeypatch.setattr(playback, "open_pcm", open_pcm)
+    cues = CueBank(config.parse({"cues": {}}, "test.toml").cues, rate=24000)
+    cues.load()
+    pl = Player("hw:CARD=Broken", jitter_ms=0, cues=cues, backoff_initial_s=0.05, backoff_max_s=0.2)
+    pl.start()
+    try:
+        assert pl.play_cue("ring", loop=True)
+        assert _wait(lambda: pl.stats()["failures"] >= 3, 10)
+        time.sleep(1.0)  # a second of the fault: how many reopens it makes is the measure
+        assert len(opened) <= 20, len(opened)
+    finally:
+        pl.stop()
