@@ -342,8 +342,15 @@ class MqttBridge:
         message = scrub(message)
         self.last_error = message
         if self._connected:
-            log.warning("mqtt: connection to %s lost: %s", self.broker, message)
-            return True
+            if self._since is not None and time.monotonic() - self._since >= self.stable_after_s:
+                self._repeats.clear()  # it had been up a while: this loss, and what follows, is news
+            # a link that keeps dropping soon after it is made (two speakers with one client id: the
+            # broker takes the session from the other each time) is said once, then as a reminder
+            say, held = self._repeats.seen("lost")  # whatever the words: they vary as it flaps
+            if say:
+                more = f" ({held} more times since the last line)" if held else ""
+                log.warning("mqtt: connection to %s lost: %s%s", self.broker, message, more)
+            return say
         say, held = self._repeats.seen(message)
         if say:
             more = f" ({held} more tries since the last line)" if held else ""
@@ -374,12 +381,12 @@ class MqttBridge:
             self._next_retry = None
             self.stats["connects"] += 1
             backoff.connected()
-            if self.last_error:
-                log.info("mqtt: connected to %s (after: %s)", self.broker, self.last_error)
-            else:
-                log.info("mqtt: connected to %s", self.broker)
+            if self._repeats.seen("connected")[0]:  # once while the link keeps dropping
+                if self.last_error:
+                    log.info("mqtt: connected to %s (after: %s)", self.broker, self.last_error)
+                else:
+                    log.info("mqtt: connected to %s", self.broker)
             self.last_error = None
-            self._repeats.clear()  # the next failure is news again
             await self._subscribe(client)
             await client.publish(self._availability, "online", qos=1, retain=True)
             # the broker may have lost everything (a restart without persistence): publish it all again

@@ -107,15 +107,40 @@ async def test_a_broker_away_for_long_is_one_line_not_one_per_retry(broker: Brok
         broker.stop()
         await until(lambda: lines("mqtt: reconnecting", logging.DEBUG) >= 15, what="15 retries")
         assert lines("cannot connect") == 1 and lines("mqtt: reconnecting") == 2  # after the loss, after the refusal
+        r.bridge.stable_after_s = 0.3
         broker.start()
         await until(lambda: r.bridge.connected, what="connected again")
+        await until(lambda: (r.bridge.status()["connected_for_s"] or 0) >= 0.5, what="a stable connection")
         broker.stop()
         await until(lambda: lines("mqtt: reconnecting", logging.DEBUG) >= 30, what="15 more retries")
-        assert lines("cannot connect") == 2 and lines("connection to") == 2
+        assert lines("cannot connect") == 2 and lines("connection to") == 2  # after a stable link: news
     finally:
         if broker.proc is None:
             broker.start()
         await r.stop()
+
+
+async def test_two_speakers_with_one_client_id_do_not_flood_the_journal(broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    """A copied edged.toml or a cloned SD card: two bridges with one client id, and the broker takes
+    the session from one each time the other connects.  Each cycle was a connected / lost /
+    reconnecting line; a link that drops before it was stable is now said once, then as a reminder."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="edged.mqtt.bridge")
+    cfg = mqtt_cfg(broker, "t_twin").model_copy(update={"backoff_max_s": 0.2})
+    a = Rig(cfg, devices=[dict(name="lamp", kind="led", pin=17)])
+    b = Rig(cfg, devices=[dict(name="lamp", kind="led", pin=17)])
+    await a.start()
+    await b.start()
+    try:
+        await until(lambda: a.bridge.status()["connects"] + b.bridge.status()["connects"] >= 12,
+                    what="the two taking the session from each other", timeout=30)
+        said = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.INFO
+                and rec.name == "edged.mqtt.bridge" and ("lost" in rec.getMessage() or "connected to" in rec.getMessage())]
+        assert len(said) <= 4, said  # at most a "connected" and a "lost" from each
+    finally:
+        await a.stop()
+        await b.stop()
 
 
 async def test_no_broker_the_speaker_works_on(caplog: pytest.LogCaptureFixture) -> None:
