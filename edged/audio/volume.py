@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import AudioConfig, write_atomic
+from ..config import AudioConfig, remove_stale_temps, write_atomic
 from ..errors import DeviceError, ToolError
 from .gain import SoftGain, gain
 
@@ -168,6 +168,7 @@ class Volume:
         self.soft.set(gain(self.level))
 
     def _restore(self) -> int:
+        remove_stale_temps(self.path)  # a save cut short by a power loss leaves its temp file
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:

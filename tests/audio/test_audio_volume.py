@@ -109,6 +109,19 @@ def test_level_persists_across_instances(tmp_path):
     assert b.level == 30 and b.gain == gain(30)
 
 
+def test_a_temp_file_left_by_a_save_cut_short_is_removed_at_start(tmp_path):
+    """A power loss during a save leaves .volume.json.XXXX beside the file; the next start removes
+    it (only when it is old enough not to be a save in flight)."""
+    import os
+
+    stale = tmp_path / f".{FILE_NAME}.k3j2"
+    stale.write_text('{"level": 3')
+    old = stale.stat().st_mtime - 3600
+    os.utime(stale, (old, old))
+    Volume(AudioConfig(volume=70), tmp_path).start()
+    assert not stale.exists()
+
+
 def test_config_change_since_wins_over_the_kept_level(tmp_path, caplog):
     a = Volume(AudioConfig(volume=70), tmp_path)
     a.start()
