@@ -67,6 +67,7 @@ class Capture(DeviceThread):
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
         pcm = None
+        read_yet = False
         conv = Converter(self.device_rate, self.device_channels, RATE)
         acc = bytearray()
         try:
@@ -95,7 +96,8 @@ class Capture(DeviceThread):
                     self._closed.clear()
                     conv.reset()
                     acc.clear()
-                    self._opened()
+                    read_yet = False  # "running" once a read works: one that opens but cannot be read
+                    # stays "failed" through its retries instead of flapping running/failed each time
                 try:
                     n, data = pcm.read()
                 except Exception as exc:
@@ -104,6 +106,9 @@ class Capture(DeviceThread):
                     self._closed.set()
                     self._failed(f"capture device {self.device!r}: {exc}")
                     continue
+                if not read_yet:
+                    read_yet = True
+                    self._opened()
                 if self._muted or self.stopping:
                     self._discarded += 1
                     continue

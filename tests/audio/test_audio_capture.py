@@ -116,3 +116,37 @@ def test_mute_closes_the_pcm_and_reads_nothing(tmp_path, alsa):
 def test_bad_period_is_a_clear_error():
     with pytest.raises(ValueError, match="period_ms"):
         Capture("mic", period_ms=0, ring=FrameRing(1))
+
+
+def test_a_device_that_opens_but_cannot_be_read_stays_failed_instead_of_flapping(monkeypatch):
+    """A capture device whose open works and whose reads fail at once reported running, then failed,
+    at every retry: two status changes (and their log, problem and state lines) per cycle for as
+    long as the fault lasts.  It is "running" only once a read worked."""
+    from edged.audio import capture as capture_mod
+
+    opens = []
+
+    class _Broken:
+        def read(self):
+            raise OSError("Input/output error")
+
+        def close(self) -> None:
+            pass
+
+    def open_pcm(kind, device, rate, channels, period_frames):
+        opens.append(device)
+        return _Broken()
+
+    monkeypatch.setattr(capture_mod, "open_pcm", open_pcm)
+    status = []
+    cap = Capture("hw:CARD=Broken", ring=FrameRing(10), on_status=lambda s, e: status.append(s),
+                  backoff_initial_s=0.01, backoff_max_s=0.02)
+    cap.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(opens) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(opens) >= 10
+        assert "running" not in status and status.count("failed") == 1, status
+    finally:
+        cap.stop()
