@@ -423,7 +423,10 @@ class ControlServer:
     async def _dispatch(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         self.requests += 1
         cmd = request["cmd"]
-        refused = self._guard(request, peer)
+        try:
+            refused = self._guard(request, peer)
+        except RecursionError:  # a value nested thousands deep: the checks cannot walk it
+            refused = error_response(f"{cmd}: the request's values are nested too deeply", "usage")
         if refused is not None:
             self.errors += 1
             return refused

@@ -466,3 +466,14 @@ def test_unlisted_commands_need_admin_and_the_table_is_data():
     assert roles.refusal(op, "reload", None) == ("permission denied: reload needs the admin role (root "
                                                  "(control.admin_group names a group whose members may too)); "
                                                  "uid 1000 (alice) is an operator")
+
+
+def test_a_value_nested_too_deeply_gets_an_error_answer_not_silence(server):
+    """A config.set value of a thousand nested arrays made the server's own checks raise RecursionError:
+    the connection ended without an answer.  Now it is a usage error like any bad request."""
+    value = "[" * 1000 + "]" * 1000
+    answers = send_raw(server.path, (json.dumps({"cmd": "config.set", "key": "wake.threshold", "value": value})
+                                     + "\n").encode())
+    assert len(answers) == 1 and answers[0]["ok"] is False, answers
+    assert answers[0]["kind"] == "usage" and "nested too deeply" in answers[0]["error"]
+    assert send_raw(server.path, b'{"cmd": "echo", "x": 1}\n')[0] == {"ok": True, "result": {"x": 1}}
