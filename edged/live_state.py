@@ -49,8 +49,7 @@ class LiveState:
             say, held = True, 0
         else:  # a retry loop's states (connecting, offline, ...) once per reason, not every try
             say, held = self._repeats.seen(f"{state}\0{detail}")
-        more = f" ({held} more since the last line)" if held else ""
-        log.log(logging.INFO if say else logging.DEBUG, "live %s %s%s", state, detail, more,
+        log.log(logging.INFO if say else logging.DEBUG, "live %s %s%s", state, detail, Repeats.more(held),
                 extra={"fields": fields})
         self.reach.update(state, detail)
         down = state in DOWN

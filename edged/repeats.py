@@ -40,6 +40,11 @@ class Repeats:
         self._said[key] = (now, 0)
         return True, last[1] if last is not None else 0
 
+    @staticmethod
+    def more(held: int) -> str:
+        """The suffix for a line said again: how many like it were held back since the last one."""
+        return f" ({held} more like it since the last line)" if held else ""
+
     def clear(self) -> None:
         """It works again: the next failure, whatever it is, is said at once."""
         self._said.clear()

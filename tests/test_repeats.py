@@ -24,6 +24,7 @@ def test_a_new_key_is_said_then_held_back_then_reminded_with_the_count():
     clock.t += 200  # 600 s after it was said
     assert r.seen("refused") == (True, 40)
     assert r.seen("refused") == (False, 0)  # the count starts again
+    assert Repeats.more(40) == " (40 more like it since the last line)" and Repeats.more(0) == ""
 
 
 def test_another_reason_is_said_at_once_and_clear_makes_the_next_failure_news():

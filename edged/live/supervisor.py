@@ -53,10 +53,6 @@ RETRY_NOW_MIN_S = 30.0  # retry_now(): at most one early try per this many secon
 READER_STOP_S = 5.0  # a link's reader gets this long to stop when the link ends
 
 
-def _held(n: int) -> str:
-    return f" ({n} more like it since the last line)" if n else ""
-
-
 class LinkSupervisor:
     """``stats`` is the session's (shared with the sender and the receiver); this class sets ``state``,
     the connection and failure counters and the last close."""
@@ -203,7 +199,7 @@ class LinkSupervisor:
                         say, held = self._repeats.seen(f"auth:{f.detail}")
                         if say:
                             log.error("the Live API refused the credentials (%s): retrying in %.1f s%s",
-                                      f.detail, self.cfg.auth_retry_s, _held(held))
+                                      f.detail, self.cfg.auth_retry_s, Repeats.more(held))
                         self._emit("auth_failed", f.detail)
                         delay = self.cfg.auth_retry_s
                     elif f.kind in ("model", "setup"):
@@ -216,7 +212,7 @@ class LinkSupervisor:
                         say, held = self._repeats.seen(f"{f.kind}:{f.detail}")
                         if say:  # once per reason, then a reminder (edged.repeats): not every retry
                             log.warning("Live connection failed (%s): retrying in %.2f s%s", f.detail, delay,
-                                        _held(held))
+                                        Repeats.more(held))
                         self._emit("offline" if f.kind == "offline" else "disconnected", f.detail)
                 if delay > 0:
                     await self._sleep(delay)
@@ -264,7 +260,7 @@ class LinkSupervisor:
         self._stats["last_error"] = detail
         say, held = self._repeats.seen(f"{state}:{detail}")
         if say:
-            log.error("%s: retrying in %.1f s%s", detail, self.cfg.auth_retry_s, _held(held))
+            log.error("%s: retrying in %.1f s%s", detail, self.cfg.auth_retry_s, Repeats.more(held))
         self._emit(state, detail)
         return self.cfg.auth_retry_s
 

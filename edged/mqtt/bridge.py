@@ -348,13 +348,11 @@ class MqttBridge:
             # broker takes the session from the other each time) is said once, then as a reminder
             say, held = self._repeats.seen("lost")  # whatever the words: they vary as it flaps
             if say:
-                more = f" ({held} more times since the last line)" if held else ""
-                log.warning("mqtt: connection to %s lost: %s%s", self.broker, message, more)
+                log.warning("mqtt: connection to %s lost: %s%s", self.broker, message, Repeats.more(held))
             return say
         say, held = self._repeats.seen(message)
         if say:
-            more = f" ({held} more tries since the last line)" if held else ""
-            log.warning("mqtt: cannot connect to %s: %s%s", self.broker, message, more)
+            log.warning("mqtt: cannot connect to %s: %s%s", self.broker, message, Repeats.more(held))
         return say
 
     async def _session(self, backoff: Backoff) -> None:

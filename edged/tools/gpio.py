@@ -317,7 +317,7 @@ class GpioBank:
         say, held = slot.said.seen(error)
         if say:
             log.error("gpio: %s (%s): %s; retrying in the background%s", slot.cfg.name, _pins_text(slot.cfg), error,
-                      f" ({held} more failed tries since the last line)" if held else "")
+                      Repeats.more(held))
         self._close(slot)
         slot.error = error
         slot.retry_delay = min(self._retry_max, max(self._retry_initial, slot.retry_delay * 2))
