@@ -23,15 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from edged.startup import BLAS_THREADS, one_blas_thread  # noqa: E402
+
+if "--blas-worker=default" not in sys.argv:  # the one run that measures OpenBLAS left to itself
+    one_blas_thread()  # as the daemon's entry does, before numpy loads: Smart Turn's CPU is measured as it runs there
+
+import numpy as np  # noqa: E402
 
 from edged.audio.endpoint import Endpointer  # noqa: E402
 from edged.dev import turn_corpus as tc  # noqa: E402
@@ -139,13 +145,58 @@ def threads(models: Path, clips: list[tc.Clip], rounds: int) -> dict[str, Any]:
     audio = [np.concatenate([np.zeros(tc.RATE // 2, np.float32), c.pcm.astype(np.float32) / 32768.0,
                              np.zeros(tc.RATE // 5, np.float32)]) for c in clips if c.label == "complete"]
     wall: dict[int, list[float]] = {t: [] for t in THREADS}
+    cpu: dict[int, list[float]] = {t: [] for t in THREADS}
     for i in range(rounds):
         for t, m in ms.items():
             time.sleep(0.1)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             m.predict(audio[i % len(audio)])
             wall[t].append((time.perf_counter() - t0) * 1000)
-    return {str(t): {"n": len(w), "wall_p50_ms": pct(w, 50), "wall_p95_ms": pct(w, 95)} for t, w in wall.items()}
+            cpu[t].append((time.process_time() - c0) * 1000)  # every thread of the process, OpenBLAS's too
+    return {str(t): {"n": len(wall[t]), "wall_p50_ms": pct(wall[t], 50), "wall_p95_ms": pct(wall[t], 95),
+                     "process_cpu_p50_ms": pct(cpu[t], 50)} for t in THREADS}
+
+
+BLAS_MODES = ("default", "one")  # OpenBLAS left to start a thread per core, or edged's one thread
+
+
+def blas(models: Path, rounds: int, pairs: int = 3) -> dict[str, Any]:
+    """Smart Turn per decision with numpy's OpenBLAS left to itself and with one thread
+    (edged.startup.one_blas_thread): the setting takes effect when numpy loads, so each is a fresh
+    process; ``pairs`` alternations, so the host's drift falls on both."""
+    runs: dict[str, dict[str, dict[str, list[float]]]] = {
+        m: {str(t): {"wall": [], "cpu": []} for t in THREADS} for m in BLAS_MODES}
+    for _ in range(pairs):
+        for mode in BLAS_MODES:
+            env = {k: v for k, v in os.environ.items() if k not in (BLAS_THREADS, "OMP_NUM_THREADS", "GOTO_NUM_THREADS")}
+            out = subprocess.run([sys.executable, __file__, f"--blas-worker={mode}", "--models", str(models),
+                                  "--rounds", str(rounds)], env=env, capture_output=True, text=True, check=True,
+                                 timeout=600)
+            for t, v in json.loads(out.stdout).items():
+                runs[mode][t]["wall"] += v["wall"]
+                runs[mode][t]["cpu"] += v["cpu"]
+    return {m: {t: {"n": len(v["wall"]), "wall_p50_ms": pct(v["wall"], 50), "wall_p95_ms": pct(v["wall"], 95),
+                    "process_cpu_p50_ms": pct(v["cpu"], 50)} for t, v in per.items()} for m, per in runs.items()}
+
+
+def blas_worker(models: Path, rounds: int) -> dict[str, Any]:
+    clips = tc.build(ROOT / ".cache" / "turn-corpus")
+    from edged.audio import models as M
+    from edged.audio.smart_turn import SmartTurnModel
+
+    ms = {t: SmartTurnModel(models / M.SMART_TURN, threads=t) for t in THREADS}
+    audio = [np.concatenate([np.zeros(tc.RATE // 2, np.float32), c.pcm.astype(np.float32) / 32768.0,
+                             np.zeros(tc.RATE // 5, np.float32)]) for c in clips if c.label == "complete"]
+    out: dict[str, Any] = {str(t): {"wall": [], "cpu": []} for t in THREADS}
+    for i in range(rounds + 2):  # the first two warm up
+        for t, m in ms.items():
+            time.sleep(0.1)
+            t0, c0 = time.perf_counter(), time.process_time()
+            m.predict(audio[i % len(audio)])
+            if i >= 2:
+                out[str(t)]["wall"].append((time.perf_counter() - t0) * 1000)
+                out[str(t)]["cpu"].append((time.process_time() - c0) * 1000)
+    return out
 
 
 def sweep(models: Path, clips: list[tc.Clip], noises: list[str], tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -194,6 +245,7 @@ def run(models: Path, quick: bool) -> dict[str, Any]:
     out["trained"] = {"voices": [v for v, _ in tc.TRAINED_VOICES], "clips": counts(trained), "configs": t_configs,
                       "separation": separation(models, trained)}
     out["threads"] = threads(models, clips, 20 if quick else 60)
+    out["blas"] = blas(models, 10 if quick else 20)
     return out
 
 
@@ -212,7 +264,13 @@ def table(r: dict[str, Any]) -> str:
                      f"ms; thread CPU p50 {v['cpu_p50_ms']:.1f} ms, p95 {v['cpu_p95_ms']:.1f} ms (last {v['n']})")
     for t, v in r.get("threads", {}).items():
         lines.append(f"- Smart Turn inference with turn.smart_threads = {t} (interleaved): wall p50 "
-                     f"{v['wall_p50_ms']:.1f} ms, p95 {v['wall_p95_ms']:.1f} ms (n={v['n']})")
+                     f"{v['wall_p50_ms']:.1f} ms, p95 {v['wall_p95_ms']:.1f} ms, process CPU p50 "
+                     f"{v.get('process_cpu_p50_ms', float('nan')):.1f} ms (n={v['n']})")
+    for mode, per in r.get("blas", {}).items():
+        lines.append(f"- numpy's OpenBLAS {'left to itself' if mode == 'default' else 'with one thread (edged)'}: "
+                     + "; ".join(f"turn.smart_threads = {t}: wall p50 {v['wall_p50_ms']:.1f} ms, p95 "
+                                 f"{v['wall_p95_ms']:.1f} ms, process CPU p50 {v['process_cpu_p50_ms']:.1f} ms"
+                                 for t, v in per.items()) + f" (n={next(iter(per.values()))['n']} each)")
     tr = r.get("trained")
     if tr:
         lines += ["", f"Festival voice with trained prosody ({', '.join(tr['voices'])}): {tr['clips']['complete']} "
@@ -243,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 voices and 4 noise conditions")
     ap.add_argument("--models", default=os.environ.get("EDGED_TEST_MODELS") or str(ROOT / ".cache/models"))
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ap.add_argument("--blas-worker", choices=BLAS_MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=20, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.blas_worker:
+        print(json.dumps(blas_worker(Path(a.models), a.rounds)))
+        return 0
     r = run(Path(a.models), a.quick)
     print(json.dumps(r, indent=2) if a.json else table(r))
     return 0

@@ -174,6 +174,12 @@ def endpoint_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if i:
         th = "; ".join(f"{t} thread{'s' if t != '1' else ''}, interleaved: p50 {v['wall_p50_ms']:.1f}, p95 "
                        f"{v['wall_p95_ms']:.1f} ms" for t, v in e.get("threads", {}).items())
+        bl = e.get("blas", {})
+        if bl:  # process CPU per decision, OpenBLAS left to itself vs edged's one thread (fresh processes)
+            th += ("; " if th else "") + "process CPU p50, numpy's OpenBLAS left to itself vs one thread (edged): " + ", ".join(
+                f"{t} thread{'s' if t != '1' else ''} {bl['default'][t]['process_cpu_p50_ms']:.0f} vs "
+                f"{bl['one'][t]['process_cpu_p50_ms']:.0f} ms (wall p50 {bl['default'][t]['wall_p50_ms']:.0f} vs "
+                f"{bl['one'][t]['wall_p50_ms']:.0f} ms)" for t in bl["one"])
         rows.append(("7d", "Smart Turn inference per decision (features + model, one thread)",
                      f"wall p50 {i['wall_p50_ms']:.1f} ms, **p95 {i['wall_p95_ms']:.1f} ms**; thread CPU p50 "
                      f"{i['cpu_p50_ms']:.1f} ms, p95 {i['cpu_p95_ms']:.1f} ms (n={i['n']})" + (f"; {th}" if th else ""),

@@ -72,6 +72,9 @@ def _precompile(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .startup import one_blas_thread
+
+    one_blas_thread()  # before any sub-command loads numpy
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "entry", None):

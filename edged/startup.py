@@ -15,6 +15,21 @@ import sys
 import time
 from collections.abc import Iterator
 
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
+def one_blas_thread() -> None:
+    """Give numpy's OpenBLAS one thread, unless the environment already chose (call before numpy loads).
+
+    OpenBLAS starts a thread per core when it loads, and after every matrix product those threads
+    spin for a while waiting for the next one.  The daemon's only products are small (Smart Turn's
+    mel filters, 80 x 200 by 200 x 800), so the spinning was all it added: measured on this 2-core
+    machine, one decision (features + model) cost 88 ms of process CPU with the default against 46 ms
+    with one thread, for the same wall time, and the spinning core slowed a second onnxruntime thread
+    (turn.smart_threads = 2: p50 48 ms against 30 ms).  On a 4-core Pi three threads would spin.
+    """
+    os.environ.setdefault(BLAS_THREADS, "1")
+
 
 def process_age() -> float:
     """Seconds since this process started (CLOCK_BOOTTIME against /proc/self/stat's starttime)."""

@@ -175,3 +175,42 @@ def test_precompile_that_cannot_write_says_where_and_fails(tmp_path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stdout
     assert out.stderr.startswith(f"edged: precompile: cannot write {blocker}/") and "compiled into" not in out.stdout
+
+
+BLAS_PROBE = """
+import os, sys
+{setup}
+import numpy
+a = numpy.ones((300, 300), dtype=numpy.float32)
+for _ in range(3):
+    a @ a
+print(len(os.listdir("/proc/self/task")))
+"""
+
+
+def _threads_after_blas(setup: str, env_blas: str | None = None) -> int:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOTO_NUM_THREADS")}
+    if env_blas is not None:
+        env["OPENBLAS_NUM_THREADS"] = env_blas
+    out = subprocess.run([sys.executable, "-c", BLAS_PROBE.format(setup=setup)], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+needs_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts one thread on one core")
+
+
+@needs_cores
+def test_the_entry_gives_numpy_one_blas_thread() -> None:
+    # the premise: here, numpy's OpenBLAS starts threads of its own when left to itself
+    assert _threads_after_blas("") > 1
+    # every edged sub-command (the daemon is `edged run`) goes through cli.main, which settles it first
+    entry = "from edged import cli\ntry:\n    cli.main(['--no-such-option'])\nexcept SystemExit:\n    pass"
+    assert _threads_after_blas(entry) == 1
+
+
+@needs_cores
+def test_one_blas_thread_keeps_a_choice_made_in_the_environment() -> None:
+    setup = "from edged.startup import one_blas_thread\none_blas_thread()"
+    assert _threads_after_blas(setup, env_blas="2") == 2
+    assert _threads_after_blas(setup) == 1
