@@ -70,7 +70,7 @@ class Conversation:
         self.state = State.STARTING
         self.why = "starting"
         self.since = time.monotonic()
-        self.live = LiveState(ports)  # the connection's state line, its problem, reach
+        self.live = LiveState(ports, cfg.live.stable_after_s)  # the connection's state line, its problem, reach
         self._critical: list[str] = []  # critical parts with a problem: the resting state is ERROR
         # True from a barge-in (or a turn with nothing said, a timeout, mute) until the old reply's
         # interrupted/turnComplete: its messages arrive as the stale_* events

@@ -15,6 +15,8 @@ What a lost connection does to a waiting turn is the conversation's (the ``unrea
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .live.reach import CONNECTED, DOWN, Reach
@@ -27,12 +29,20 @@ log = logging.getLogger("edged.conversation")  # the name its line had before th
 
 
 class LiveState:
-    def __init__(self, ports: Ports) -> None:
+    """``stable_after_s``: how long a connection must have lasted to count as working (``live.stable_after_s``,
+    the session's backoff uses the same): a connection that keeps dropping sooner is part of the same
+    trouble, and its state lines are said once, then as reminders (``edged.repeats``)."""
+
+    def __init__(self, ports: Ports, stable_after_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ports = ports
         self.text = "not started"
         self.reach = Reach()  # connected / reconnecting / offline, from the session's connection states
         self.problem: str | None = None  # what the Live connection's problem is, for the conversation's `why`
-        self._repeats = Repeats()
+        self.stable_after_s = stable_after_s
+        self.clock = clock
+        self._repeats = Repeats(clock=lambda: self.clock())
+        self._up_since: float | None = None  # when the current connection was made
 
     def update(self, state: str, detail: str, session: dict[str, Any] | None) -> bool:
         """A state from the session (``session``: its status, when attached).  True when the service
@@ -45,9 +55,12 @@ class LiveState:
             if session.get("last_close_code") is not None:
                 fields["CLOSE_CODE"] = session["last_close_code"]
         if state in CONNECTED:
-            self._repeats.clear()
-            say, held = True, 0
+            self._up_since = self.clock()
+            say, held = self._repeats.seen(state)  # the detail (the session id) is new every time
         else:  # a retry loop's states (connecting, offline, ...) once per reason, not every try
+            if self._up_since is not None and self.clock() - self._up_since >= self.stable_after_s:
+                self._repeats.clear()  # it worked for a while: what happens now is news
+            self._up_since = None
             say, held = self._repeats.seen(f"{state}\0{detail}")
         log.log(logging.INFO if say else logging.DEBUG, "live %s %s%s", state, detail, Repeats.more(held),
                 extra={"fields": fields})

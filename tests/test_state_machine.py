@@ -804,8 +804,44 @@ async def test_a_retry_loops_connection_states_are_logged_once_per_reason(caplog
         assert len(h.published("connection")) >= 100 and h.conv.live_state == "offline (no route)"
         h.conv.on_connection("offline", "name resolution failed")  # a new reason is news
         assert said("live offline name resolution failed") == 1
+        now = [1000.0]
+        h.conv.live.clock = lambda: now[0]
         h.conv.on_connection("connected", "sim-1")
+        now[0] += h.conv.cfg.live.stable_after_s  # it lasted: the next failure is news
         h.conv.on_connection("offline", "no route")
         assert said("live connected") == 1 and said("live offline no route") == 2
+    finally:
+        await h.close()
+
+
+async def test_a_connection_that_keeps_dropping_is_logged_once_until_one_lasts(caplog):
+    """A quota that runs out, or a middlebox that cuts connections: the link comes up and drops again
+    within seconds, every retry.  Its three state lines are said once, not every cycle, until a
+    connection lasts ``live.stable_after_s``; events and status still see every state."""
+    caplog.set_level(logging.DEBUG, logger="edged.conversation")
+    h = await reach(State.IDLE)
+    now = [1000.0]
+    h.conv.live.clock = lambda: now[0]
+
+    def said(text: str) -> int:
+        return sum(1 for r in caplog.records if r.levelno >= logging.INFO and r.getMessage().startswith(text))
+
+    try:
+        for i in range(30):
+            h.conv.on_connection("connecting", "resuming")
+            h.conv.on_connection("resumed", f"sim-{i}")
+            now[0] += 2.0
+            h.conv.on_connection("disconnected", "1011 quota exceeded")
+            now[0] += 1.0
+        assert said("live connecting") == 1 and said("live resumed") == 1 and said("live disconnected") == 1
+        assert len(h.published("connection")) >= 90 and h.conv.live_state == "disconnected (1011 quota exceeded)"
+        h.conv.on_connection("connecting", "resuming")
+        h.conv.on_connection("resumed", "sim-lasting")
+        now[0] += h.conv.cfg.live.stable_after_s
+        assert said("live resumed") == 1  # still held: it has not yet ended
+        h.conv.on_connection("disconnected", "1011 quota exceeded")
+        h.conv.on_connection("connecting", "resuming")
+        h.conv.on_connection("resumed", "sim-next")
+        assert said("live disconnected") == 2 and said("live connecting") == 2 and said("live resumed") == 2
     finally:
         await h.close()

@@ -280,7 +280,9 @@ class LinkSupervisor:
         if kind == "model":
             return self._refused(Failure("model", detail))
         delay = self._backoff.next_delay()
-        log.info("Live connection lost (%s): reconnecting in %.2f s", detail, delay)
+        say, held = self._repeats.seen("lost")  # whatever the words: they may vary as it flaps
+        log.log(logging.INFO if say else logging.DEBUG, "Live connection lost (%s): reconnecting in %.2f s%s",
+                detail, delay, Repeats.more(held))
         return delay
 
     async def _connection(self, client: genai.Client, handle: Handle | None, connected_evt: asyncio.Event) -> None:
@@ -306,8 +308,12 @@ class LinkSupervisor:
             self._stats["resumes" if handle else "fresh_starts"] += 1
             if self._stats["resumes"] + self._stats["fresh_starts"] > 1:
                 self._stats["reconnects"] += 1
-            log.info("Live session %s (%s)", "resumed" if handle else "started", sid or "no session id")
-            self._repeats.clear()  # the next failure is news again
+            up_since = time.monotonic()
+            # said once while connections keep dropping soon after they are made (a quota that runs out,
+            # a middlebox that cuts long connections): news again once one has lasted (below)
+            say, held = self._repeats.seen("up")
+            log.log(logging.INFO if say else logging.DEBUG, "Live session %s (%s)%s",
+                    "resumed" if handle else "started", sid or "no session id", Repeats.more(held))
             connected_evt.set()
             self._emit("resumed" if handle else "connected", sid or "")
             reader = asyncio.get_running_loop().create_task(self._receiver.read(link))
@@ -323,6 +329,8 @@ class LinkSupervisor:
                     reader.exception()  # the reader's own end (the link's end is classified elsewhere)
                 self.link = None
                 self._backoff.disconnected()
+                if time.monotonic() - up_since >= self.cfg.stable_after_s:
+                    self._repeats.clear()  # it worked for a while: its end, and any failure after it, is news
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
                         await stack.aclose()

@@ -269,11 +269,14 @@ async def test_a_reply_message_over_1_mib_is_received_not_a_disconnect(emu, runn
 
 async def test_an_outage_is_one_line_then_a_reminder_and_news_again_after_it_ends(emu, runner, caplog, monkeypatch):
     """The service gone for a long time: "Live connection failed" once, not on every retry; after a
-    connection the next outage is logged again; a reminder with the count at most every REMIND_S."""
+    connection that lasted ``stable_after_s`` the next outage is logged again; a reminder with the
+    count at most every REMIND_S."""
+    import time
+
     from edged import repeats
 
     caplog.set_level(logging.INFO, logger="edged.live.session")
-    fast = dict(backoff_initial_s=0.01, backoff_max_s=0.02)
+    fast = dict(backoff_initial_s=0.01, backoff_max_s=0.02, stable_after_s=0.5)
     s, h = runner.start(live_cfg(emu, **fast))
     assert await s.wait_connected(15)
 
@@ -285,6 +288,9 @@ async def test_an_outage_is_one_line_then_a_reminder_and_news_again_after_it_end
     assert len(failed()) == 1, failed()
     await emu.start()  # on the same port
     await until(lambda: s.connected, what="connected again")
+    up = time.monotonic()
+    # the connection has to last stable_after_s to count as working: that time is under test
+    await until(lambda: time.monotonic() - up >= 0.6, what="the connection to last")
     await emu.stop()
     await until(lambda: h.states().count("offline") >= 40, what="20 more refused tries")
     assert len(failed()) == 2, failed()  # the second outage is news
@@ -299,3 +305,35 @@ async def test_an_outage_is_one_line_then_a_reminder_and_news_again_after_it_end
                 what="a reminder with the count", timeout=10)
     tries = h2.states().count("offline")
     assert 2 <= len(failed()) - 2 < tries / 2, (failed()[2:], tries)  # far fewer lines than tries
+
+
+async def test_a_link_that_keeps_dropping_is_one_line_of_each_until_one_lasts(emu, runner, caplog):
+    """Connections that come up and are cut again within seconds, every retry (a quota that runs out
+    after set-up, a middlebox that cuts WebSockets): "Live session resumed" and "Live connection lost"
+    once each, not every cycle; a connection that lasted ``stable_after_s`` makes its end news again."""
+    import time
+
+    caplog.set_level(logging.DEBUG, logger="edged.live.session")
+    stable = 1.0
+    s, h = runner.start(live_cfg(emu, stable_after_s=stable))
+    assert await s.wait_connected(15)
+
+    def said(prefix: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.INFO and r.getMessage().startswith(prefix)]
+
+    cycles = 12
+    for i in range(cycles):
+        await emu.drop()
+        await emu.wait_connections(i + 2)
+        await until(lambda: s.connected, what=f"connected again ({i + 1})")
+    assert s.status()["reconnects"] == cycles  # every cycle happened, and the status counted it
+    assert len(said("Live session ")) == 1, said("Live session ")  # the first start only
+    assert len(said("Live connection lost")) == 1, said("Live connection lost")
+    up = time.monotonic()
+    # the last connection is left up for stable_after_s: that is the behaviour under test, not a wait
+    await until(lambda: time.monotonic() - up >= stable * 1.2, what="the link to last", timeout=10)
+    await emu.drop()
+    await emu.wait_connections(cycles + 2)
+    await until(lambda: s.connected, what="connected after a lasting link")
+    assert len(said("Live connection lost")) == 2 and len(said("Live session ")) == 2, said("Live ")
